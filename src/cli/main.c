@@ -1,0 +1,40 @@
+/*
+ * main.c - the `tern` command: one binary, one subcommand per job.
+ *
+ * It only dispatches; each subcommand lives in its own module.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "sink/sink.h"
+
+#define TERN_VERSION "0.1.0"
+
+static const char usage[] = "usage: tern COMMAND [options]\n"
+                            "\n"
+                            "commands:\n"
+                            "  sink       SMTP test server with an HTTP API and fault injection\n"
+                            "  version    print the version\n"
+                            "\n"
+                            "`tern COMMAND --help` documents each command.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "sink") == 0)
+        return sink_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("tern %s\n", TERN_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    fprintf(stderr, "tern: unknown command '%s'\n%s", argv[1], usage);
+    return 2;
+}

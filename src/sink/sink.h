@@ -1,0 +1,51 @@
+/*
+ * sink.h - `tern sink`: an SMTP test server that keeps what it receives in
+ * memory, shows it over an HTTP JSON API and misbehaves on purpose.
+ *
+ * struct sink ties the parts together: the SMTP server (session hooks in
+ * sink.c), the store (store.c), the faults (fault.c) and the HTTP API
+ * (api.c).  Everything runs on one event loop, so none of it needs locks.
+ */
+#ifndef TERN_SINK_SINK_H
+#define TERN_SINK_SINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sink/fault.h"
+#include "sink/store.h"
+
+struct event_base;
+struct evhttp;
+struct smtp_server;
+
+struct sink_user {
+    char *name, *pass;
+};
+
+enum sink_auth { SINK_AUTH_NONE, SINK_AUTH_ANY, SINK_AUTH_FILE };
+
+struct sink {
+    struct event_base *base;
+    struct smtp_server *smtp;
+    struct evhttp *http;
+    struct sink_store store;
+    struct fault_state faults;
+    enum sink_auth auth;
+    struct sink_user *users;
+    size_t nusers;
+    const char *hostname;
+    bool quiet;
+    uint64_t connections, messages_refused;
+    int64_t started_ms;
+};
+
+int sink_main(int argc, char **argv);
+
+/* HTTP API (api.c): bind and serve on addr; returns 0 or -1 with why. */
+int sink_api_start(struct sink *sk, const char *addr, char *bound, size_t boundsize, char *why,
+                   size_t whysize);
+
+int64_t sink_now_ms(void);
+
+#endif

@@ -1,0 +1,1127 @@
+/*
+ * session.c - SMTP server sessions (see session.h).
+ *
+ * Each connection is a struct smtp_session with an explicit state (greeting,
+ * commands, AUTH dialogue, DATA, TLS switch) and at most one transaction
+ * (struct smtp_txn) that RSET, EHLO, STARTTLS and end-of-data free.  Input is
+ * read by the line reader (commands, 512 octets) or the data reader (DATA);
+ * each command goes through a table entry that checks the sequence (503),
+ * parses (501/555/553), asks the hook, and applies the verdict in
+ * session_apply(), the only place where accepted commands change state.
+ *
+ * Ordering: while a verdict is delayed or pending the session is "paused":
+ * it neither reads nor parses, so pipelined input waits in the buffer and
+ * replies leave in order.  Bounds: input buffer (read watermark), output
+ * buffer (stop parsing while the client does not read), line length, errors,
+ * recipients, message size, idle and total time.  Closing waits for the
+ * output to drain; the session is freed only at the end of a callback.
+ */
+#include "smtp/session.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/base64.h"
+#include "core/data.h"
+#include "core/line.h"
+#include "core/log.h"
+#include "core/netaddr.h"
+#include "core/reply.h"
+
+#define AUTH_LINE_MAX 12288      /* RFC 4954 4: server SHOULD accept this much */
+#define INPUT_HIGH (256 * 1024)  /* stop reading the socket above this */
+#define OUTPUT_HIGH (128 * 1024) /* stop parsing while the client does not read */
+#define HELO_MAX 255
+
+enum smtp_state {
+    ST_GREETING,
+    ST_CMD,
+    ST_AUTH_PLAIN,
+    ST_AUTH_LOGIN_USER,
+    ST_AUTH_LOGIN_PASS,
+    ST_DATA,
+    ST_TLS_SWITCH,
+};
+
+/* What an accepted verdict does, once it is applied. */
+enum smtp_step {
+    STEP_NONE,
+    STEP_CONNECT,
+    STEP_HELO,
+    STEP_EHLO,
+    STEP_AUTH,
+    STEP_MAIL,
+    STEP_RCPT,
+    STEP_DATA,
+    STEP_EOD,
+};
+
+struct smtp_server {
+    struct event_base *base;
+    struct smtp_server_conf conf;
+    struct smtp_session *head;
+    unsigned nsessions;
+    uint64_t next_id;
+    unsigned long connections;
+    bool shutting_down;
+};
+
+struct smtp_session {
+    struct smtp_server *srv;
+    struct smtp_session *prev, *next;
+    uint64_t id;
+    unsigned long index;
+    int fd;
+    bool bev_owns_fd;
+    struct bufferevent *bev;
+    struct event *delay_ev, *total_ev;
+    enum smtp_state state;
+    enum smtp_step step; /* the step a paused verdict belongs to */
+    struct smtp_verdict held;
+    bool paused, closing, dead, tls, esmtp, authed;
+    char peer[64];
+    char helo[HELO_MAX + 1];
+    char auth_user[256];
+    char login_user[256];
+    unsigned errors;
+    struct smtp_txn *txn;
+    struct mail_params pend_mail;
+    struct rcpt_params pend_rcpt;
+    char pend_helo[HELO_MAX + 1];
+    struct line_reader lr;
+    struct data_reader dr;
+};
+
+static void session_process(struct smtp_session *s);
+static bool session_reap(struct smtp_session *s);
+static void session_read_cb(struct bufferevent *bev, void *arg);
+static void session_write_cb(struct bufferevent *bev, void *arg);
+static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+
+void smtp_verdict_set(struct smtp_verdict *v, int code, const char *enh, const char *fmt, ...)
+{
+    va_list ap;
+    v->code = code;
+    snprintf(v->enh, sizeof(v->enh), "%s", enh ? enh : "");
+    va_start(ap, fmt);
+    vsnprintf(v->text, sizeof(v->text), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- replies ----------------------------------------------------------- */
+
+static void session_send_line(struct smtp_session *s, int code, const char *enh, bool last,
+                              const char *text)
+{
+    char buf[SMTP_REPLY_LINE_MAX + 1];
+    size_t n = reply_format_line(buf, sizeof(buf), code, enh && *enh ? enh : NULL, last, text);
+    if (n >= sizeof(buf))
+        n = sizeof(buf) - 1;
+    if (bufferevent_write(s->bev, buf, n) < 0)
+        log_warn("session %llu: cannot queue reply", (unsigned long long)s->id);
+}
+
+static void session_reply(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+    session_send_line(s, code, enh, true, text);
+}
+
+static void session_close(struct smtp_session *s)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    s->paused = true;
+    if (s->bev)
+        bufferevent_disable(s->bev, EV_READ);
+}
+
+/* A syntax or sequence error: counted, and too many end the session. */
+static void session_error(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+    s->errors++;
+    if (s->srv->conf.max_errors && s->errors > s->srv->conf.max_errors) {
+        char t[300];
+        snprintf(t, sizeof(t), "%s Error: too many errors", s->srv->conf.hostname);
+        session_reply(s, 421, "4.7.0", t);
+        log_info("session %llu: too many errors, closing", (unsigned long long)s->id);
+        session_close(s);
+        return;
+    }
+    session_reply(s, code, enh, text);
+}
+
+/* ---- transaction ------------------------------------------------------- */
+
+static void txn_free(struct smtp_txn *t)
+{
+    if (!t)
+        return;
+    free(t->rcpts);
+    free(t->body.p);
+    free(t);
+}
+
+static void session_txn_reset(struct smtp_session *s)
+{
+    txn_free(s->txn);
+    s->txn = NULL;
+}
+
+static void body_emit(void *ctx, const char *p, size_t n)
+{
+    struct smtp_buf *b = ctx;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np)
+            fatal("out of memory (message body of %zu octets)", cap);
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+/* ---- verdicts ---------------------------------------------------------- */
+
+static void session_ehlo_reply(struct smtp_session *s)
+{
+    const struct smtp_server_conf *c = &s->srv->conf;
+    const char *lines[12];
+    char first[320], size[40];
+    size_t n = 0;
+
+    snprintf(first, sizeof(first), "%s Hello %s", c->hostname, s->helo);
+    lines[n++] = first;
+    lines[n++] = "PIPELINING";
+    if (c->max_size) {
+        snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long)c->max_size);
+        lines[n++] = size;
+    } else {
+        lines[n++] = "SIZE";
+    }
+    if (c->ext & EXT_8BITMIME)
+        lines[n++] = "8BITMIME";
+    if (c->ext & EXT_SMTPUTF8)
+        lines[n++] = "SMTPUTF8";
+    lines[n++] = "ENHANCEDSTATUSCODES";
+    if (c->ext & EXT_DSN)
+        lines[n++] = "DSN";
+    if (c->tls && !s->tls)
+        lines[n++] = "STARTTLS";
+    if (c->auth && (s->tls || c->auth_plaintext) && !s->authed)
+        lines[n++] = "AUTH PLAIN LOGIN";
+    for (size_t i = 0; i < n; i++)
+        session_send_line(s, 250, NULL, i + 1 == n, lines[i]);
+}
+
+/* Extensions usable in this session (EHLO offered them; HELO offers none). */
+static unsigned session_ext(const struct smtp_session *s)
+{
+    const struct smtp_server_conf *c = &s->srv->conf;
+    unsigned ext;
+    if (!s->esmtp)
+        return 0;
+    ext = c->ext | EXT_SIZE;
+    if (c->auth && (s->tls || c->auth_plaintext))
+        ext |= EXT_AUTH;
+    return ext;
+}
+
+static void session_apply(struct smtp_session *s, enum smtp_step step, const struct smtp_verdict *v)
+{
+    bool ok = v->code >= 200 && v->code < 400;
+
+    if (v->action == SMTP_V_CLOSE) {
+        log_info("session %llu: closed by policy", (unsigned long long)s->id);
+        session_close(s);
+        return;
+    }
+    switch (step) {
+    case STEP_CONNECT:
+        if (ok)
+            s->state = ST_CMD;
+        break;
+    case STEP_HELO:
+    case STEP_EHLO:
+        if (ok) {
+            session_txn_reset(s);
+            memcpy(s->helo, s->pend_helo, sizeof(s->helo));
+            s->esmtp = step == STEP_EHLO;
+            if (s->esmtp && v->code == 250 && v->action == SMTP_V_REPLY) {
+                session_ehlo_reply(s);
+                return;
+            }
+        }
+        break;
+    case STEP_AUTH:
+        if (v->code == 235) {
+            s->authed = true;
+            memcpy(s->auth_user, s->login_user, sizeof(s->auth_user));
+        } else {
+            s->errors++;
+        }
+        explicit_bzero(s->login_user, sizeof(s->login_user));
+        break;
+    case STEP_MAIL:
+        if (ok) {
+            struct smtp_txn *t = calloc(1, sizeof(*t));
+            if (!t)
+                fatal("out of memory");
+            t->mail = s->pend_mail;
+            s->txn = t;
+        }
+        break;
+    case STEP_RCPT:
+        if (ok && s->txn) {
+            struct smtp_txn *t = s->txn;
+            if (t->nrcpt == t->rcpt_cap) {
+                size_t cap = t->rcpt_cap ? t->rcpt_cap * 2 : 4;
+                struct rcpt_params *r = realloc(t->rcpts, cap * sizeof(*r));
+                if (!r)
+                    fatal("out of memory");
+                t->rcpts = r;
+                t->rcpt_cap = cap;
+            }
+            t->rcpts[t->nrcpt++] = s->pend_rcpt;
+        }
+        break;
+    case STEP_DATA:
+        if (v->code == 354 && s->txn) {
+            uint64_t hint = s->txn->mail.size_given ? s->txn->mail.size : 0;
+            s->state = ST_DATA;
+            data_reader_init(&s->dr, s->srv->conf.max_size, s->srv->conf.max_line);
+            if (hint && (!s->srv->conf.max_size || hint <= s->srv->conf.max_size) &&
+                hint < 64 * 1024 * 1024) {
+                s->txn->body.p = malloc(hint + 1024);
+                s->txn->body.cap = s->txn->body.p ? hint + 1024 : 0;
+            }
+            session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+            if (v->action == SMTP_V_REPLY_CLOSE)
+                session_close(s);
+            return;
+        }
+        break;
+    case STEP_EOD:
+        session_txn_reset(s);
+        break;
+    case STEP_NONE:
+        break;
+    }
+    session_reply(s, v->code, v->enh, v->text);
+    if (v->action == SMTP_V_REPLY_CLOSE || (step == STEP_CONNECT && !ok))
+        session_close(s);
+}
+
+static void session_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    (void)fd;
+    (void)what;
+    struct smtp_verdict v = s->held;
+    v.delay_ms = 0;
+    if (s->closing) {
+        session_reap(s);
+        return;
+    }
+    s->paused = false;
+    session_apply(s, s->step, &v);
+    if (!s->closing) {
+        bufferevent_enable(s->bev, EV_READ);
+        session_process(s);
+    }
+    session_write_cb(s->bev, s); /* frees the session if it is closing and drained */
+}
+
+/* Take a hook's verdict: now, after a delay, or later (pending). */
+static void session_verdict(struct smtp_session *s, enum smtp_step step,
+                            const struct smtp_verdict *v)
+{
+    if (v->action == SMTP_V_PENDING || v->delay_ms) {
+        s->paused = true;
+        s->step = step;
+        s->held = *v;
+        bufferevent_disable(s->bev, EV_READ);
+        if (v->action != SMTP_V_PENDING) {
+            struct timeval tv = {v->delay_ms / 1000, (v->delay_ms % 1000) * 1000};
+            if (!s->delay_ev)
+                s->delay_ev = evtimer_new(s->srv->base, session_delay_cb, s);
+            if (!s->delay_ev || evtimer_add(s->delay_ev, &tv) < 0)
+                fatal("cannot arm a timer");
+        }
+        return;
+    }
+    session_apply(s, step, v);
+}
+
+static void verdict_init(struct smtp_verdict *v, int code, const char *enh, const char *text)
+{
+    memset(v, 0, sizeof(*v));
+    v->action = SMTP_V_REPLY;
+    smtp_verdict_set(v, code, enh, "%s", text);
+}
+
+#define HOOK(s, name) ((s)->srv->conf.hooks ? (s)->srv->conf.hooks->name : NULL)
+
+/* ---- commands ------------------------------------------------------------ */
+
+static bool printable_token(const char *p, size_t n)
+{
+    if (n == 0 || n > HELO_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= ' ' || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static void cmd_helo(struct smtp_session *s, const struct smtp_command *c)
+{
+    struct smtp_verdict v;
+    if (!printable_token(c->arg, c->arglen)) {
+        session_error(s, 501, "5.5.4", "Syntax: HELO/EHLO domain");
+        return;
+    }
+    memcpy(s->pend_helo, c->arg, c->arglen);
+    s->pend_helo[c->arglen] = '\0';
+    char text[320];
+    snprintf(text, sizeof(text), "%s", s->srv->conf.hostname);
+    verdict_init(&v, 250, c->verb == CMD_EHLO ? NULL : "2.0.0", text);
+    if (HOOK(s, on_helo))
+        HOOK(s, on_helo)(s->srv->conf.ctx, s, s->pend_helo, &v);
+    session_verdict(s, c->verb == CMD_EHLO ? STEP_EHLO : STEP_HELO, &v);
+}
+
+static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
+{
+    struct cmd_error err;
+    struct smtp_verdict v;
+    if (!s->helo[0]) {
+        session_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+        return;
+    }
+    if (s->txn) {
+        session_error(s, 503, "5.5.1", "Error: nested MAIL command");
+        return;
+    }
+    if (s->srv->conf.auth_required && !s->authed) {
+        session_error(s, 530, "5.7.0", "Authentication required");
+        return;
+    }
+    if (cmd_parse_mail(c->arg, c->arglen, session_ext(s), s->srv->conf.max_size, &s->pend_mail,
+                       &err) < 0) {
+        session_error(s, err.code, err.enh, err.text);
+        return;
+    }
+    verdict_init(&v, 250, "2.1.0", "Ok");
+    if (HOOK(s, on_mail))
+        HOOK(s, on_mail)(s->srv->conf.ctx, s, &s->pend_mail, &v);
+    session_verdict(s, STEP_MAIL, &v);
+}
+
+static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
+{
+    struct cmd_error err;
+    struct smtp_verdict v;
+    if (!s->txn) {
+        session_error(s, 503, "5.5.1", "Error: need MAIL command");
+        return;
+    }
+    if (s->srv->conf.max_rcpts && s->txn->nrcpt >= s->srv->conf.max_rcpts) {
+        session_reply(s, 452, "4.5.3", "Error: too many recipients");
+        return;
+    }
+    if (cmd_parse_rcpt(c->arg, c->arglen, session_ext(s), s->txn->mail.smtputf8, &s->pend_rcpt,
+                       &err) < 0) {
+        session_error(s, err.code, err.enh, err.text);
+        return;
+    }
+    verdict_init(&v, 250, "2.1.5", "Ok");
+    if (HOOK(s, on_rcpt))
+        HOOK(s, on_rcpt)(s->srv->conf.ctx, s, &s->pend_rcpt, &v);
+    session_verdict(s, STEP_RCPT, &v);
+}
+
+static void cmd_data(struct smtp_session *s, const struct smtp_command *c)
+{
+    struct smtp_verdict v;
+    if (c->arglen) {
+        session_error(s, 501, "5.5.4", "Syntax: DATA");
+        return;
+    }
+    if (!s->txn) {
+        session_error(s, 503, "5.5.1", "Error: need MAIL command");
+        return;
+    }
+    if (s->txn->nrcpt == 0) {
+        session_error(s, 554, "5.5.1", "Error: no valid recipients");
+        return;
+    }
+    verdict_init(&v, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    if (HOOK(s, on_data))
+        HOOK(s, on_data)(s->srv->conf.ctx, s, &v);
+    session_verdict(s, STEP_DATA, &v);
+}
+
+static void cmd_rset(struct smtp_session *s, const struct smtp_command *c)
+{
+    if (c->arglen) {
+        session_error(s, 501, "5.5.4", "Syntax: RSET");
+        return;
+    }
+    session_txn_reset(s);
+    session_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_noop(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    session_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_quit(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    session_reply(s, 221, "2.0.0", "Bye");
+    session_close(s);
+}
+
+static void cmd_vrfy(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    session_reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_expn(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    session_reply(s, 502, "5.5.1", "EXPN not available");
+}
+
+static void cmd_help(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    session_reply(s, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY "
+                                   "STARTTLS AUTH; see RFC 5321");
+}
+
+static void cmd_starttls(struct smtp_session *s, const struct smtp_command *c)
+{
+    if (!s->srv->conf.tls) {
+        session_error(s, 502, "5.5.1", "STARTTLS not available");
+        return;
+    }
+    if (s->tls) {
+        session_error(s, 503, "5.5.1", "Error: TLS already active");
+        return;
+    }
+    if (c->arglen) {
+        session_error(s, 501, "5.5.4", "Syntax: STARTTLS");
+        return;
+    }
+    session_reply(s, 220, "2.0.0", "Ready to start TLS");
+    /* RFC 3207 5: nothing sent before the handshake may be acted on. */
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t junk = evbuffer_get_length(in);
+    if (junk) {
+        log_warn("session %llu: discarding %zu octets pipelined after STARTTLS",
+                 (unsigned long long)s->id, junk);
+        evbuffer_drain(in, junk);
+    }
+    session_txn_reset(s);
+    s->helo[0] = '\0';
+    s->esmtp = false;
+    s->authed = false;
+    s->auth_user[0] = '\0';
+    s->state = ST_TLS_SWITCH;
+    s->paused = true;
+    bufferevent_disable(s->bev, EV_READ);
+}
+
+static void auth_finish(struct smtp_session *s, const char *user, const char *pass)
+{
+    struct smtp_verdict v;
+    verdict_init(&v, 535, "5.7.8", "Authentication credentials invalid");
+    snprintf(s->login_user, sizeof(s->login_user), "%s", user);
+    if (HOOK(s, on_auth))
+        HOOK(s, on_auth)(s->srv->conf.ctx, s, user, pass, &v);
+    if (v.code == 235 && !v.enh[0])
+        snprintf(v.enh, sizeof(v.enh), "2.7.0");
+    s->state = ST_CMD;
+    line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+    session_verdict(s, STEP_AUTH, &v);
+}
+
+/* SASL PLAIN message: [authzid] NUL authcid NUL passwd (RFC 4616). */
+static void auth_plain(struct smtp_session *s, const char *b64, size_t len)
+{
+    unsigned char buf[1024];
+    long n = base64_decode(b64, len, buf, sizeof(buf));
+    if (n < 0) {
+        s->state = ST_CMD;
+        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        session_error(s, 501, "5.5.2", "Cannot decode AUTH response");
+        return;
+    }
+    const char *authz = (const char *)buf;
+    size_t zl = strnlen(authz, (size_t)n);
+    if (zl + 1 >= (size_t)n) {
+        s->state = ST_CMD;
+        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        explicit_bzero(buf, sizeof(buf));
+        session_error(s, 501, "5.5.2", "Malformed AUTH PLAIN response");
+        return;
+    }
+    const char *user = authz + zl + 1;
+    size_t ul = strnlen(user, (size_t)n - zl - 1);
+    const char *pass = user + ul + 1;
+    if (zl + 1 + ul + 1 > (size_t)n || ul == 0 || (zl && strcmp(authz, user) != 0) ||
+        strlen(pass) != (size_t)n - zl - ul - 2) {
+        s->state = ST_CMD;
+        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        explicit_bzero(buf, sizeof(buf));
+        session_error(s, 535, "5.7.8", "Authentication credentials invalid");
+        return;
+    }
+    auth_finish(s, user, pass);
+    explicit_bzero(buf, sizeof(buf));
+}
+
+static void cmd_auth(struct smtp_session *s, const struct smtp_command *c)
+{
+    const struct smtp_server_conf *conf = &s->srv->conf;
+    if (!conf->auth) {
+        session_error(s, 503, "5.5.1", "Error: authentication not enabled");
+        return;
+    }
+    if (!s->tls && !conf->auth_plaintext) {
+        session_error(s, 538, "5.7.11", "Encryption required for requested authentication");
+        return;
+    }
+    if (!s->helo[0] || !s->esmtp) {
+        session_error(s, 503, "5.5.1", "Error: send EHLO first");
+        return;
+    }
+    if (s->authed) {
+        session_error(s, 503, "5.5.1", "Error: already authenticated");
+        return;
+    }
+    if (s->txn) {
+        session_error(s, 503, "5.5.1", "Error: AUTH not allowed during a mail transaction");
+        return;
+    }
+    const char *mech = c->arg, *sp = memchr(c->arg, ' ', c->arglen);
+    size_t ml = sp ? (size_t)(sp - mech) : c->arglen;
+    const char *init = sp ? sp + 1 : NULL;
+    size_t il = sp ? c->arglen - ml - 1 : 0;
+
+    if (ml == 5 && strncasecmp(mech, "PLAIN", 5) == 0) {
+        line_reader_init(&s->lr, AUTH_LINE_MAX);
+        if (!init) {
+            s->state = ST_AUTH_PLAIN;
+            session_reply(s, 334, NULL, "");
+        } else if (il == 1 && init[0] == '=') {
+            auth_plain(s, "", 0);
+        } else {
+            auth_plain(s, init, il);
+        }
+    } else if (ml == 5 && strncasecmp(mech, "LOGIN", 5) == 0) {
+        line_reader_init(&s->lr, AUTH_LINE_MAX);
+        if (!init) {
+            s->state = ST_AUTH_LOGIN_USER;
+            session_reply(s, 334, NULL, "VXNlcm5hbWU6");
+        } else {
+            unsigned char u[256];
+            long n = base64_decode(init, il, u, sizeof(u));
+            if (n <= 0 || strlen((char *)u) != (size_t)n) {
+                line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+                session_error(s, 501, "5.5.2", "Cannot decode AUTH response");
+                return;
+            }
+            memcpy(s->login_user, u, (size_t)n + 1);
+            s->state = ST_AUTH_LOGIN_PASS;
+            session_reply(s, 334, NULL, "UGFzc3dvcmQ6");
+        }
+    } else {
+        session_error(s, 504, "5.5.4", "Unrecognized authentication type");
+    }
+}
+
+/* A line of the AUTH dialogue (after a 334). */
+static void session_auth_line(struct smtp_session *s, const char *line, size_t len)
+{
+    if (len == 1 && line[0] == '*') {
+        s->state = ST_CMD;
+        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        explicit_bzero(s->login_user, sizeof(s->login_user));
+        session_error(s, 501, "5.0.0", "Authentication cancelled");
+        return;
+    }
+    if (s->state == ST_AUTH_PLAIN) {
+        auth_plain(s, line, len);
+        return;
+    }
+    unsigned char buf[1024];
+    long n = base64_decode(line, len, buf, sizeof(buf));
+    if (n < 0 || strlen((char *)buf) != (size_t)n ||
+        (s->state == ST_AUTH_LOGIN_USER && (n == 0 || (size_t)n >= sizeof(s->login_user)))) {
+        s->state = ST_CMD;
+        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        explicit_bzero(buf, sizeof(buf));
+        session_error(s, 501, "5.5.2", "Cannot decode AUTH response");
+        return;
+    }
+    if (s->state == ST_AUTH_LOGIN_USER) {
+        memcpy(s->login_user, buf, (size_t)n + 1);
+        s->state = ST_AUTH_LOGIN_PASS;
+        session_reply(s, 334, NULL, "UGFzc3dvcmQ6");
+        return;
+    }
+    char user[256];
+    memcpy(user, s->login_user, sizeof(user));
+    auth_finish(s, user, (const char *)buf);
+    explicit_bzero(buf, sizeof(buf));
+}
+
+typedef void (*cmd_fn)(struct smtp_session *, const struct smtp_command *);
+
+static const cmd_fn cmd_table[CMD__COUNT] = {
+    [CMD_HELO] = cmd_helo,         [CMD_EHLO] = cmd_helo, [CMD_MAIL] = cmd_mail,
+    [CMD_RCPT] = cmd_rcpt,         [CMD_DATA] = cmd_data, [CMD_RSET] = cmd_rset,
+    [CMD_NOOP] = cmd_noop,         [CMD_QUIT] = cmd_quit, [CMD_VRFY] = cmd_vrfy,
+    [CMD_HELP] = cmd_help,         [CMD_EXPN] = cmd_expn, [CMD_STARTTLS] = cmd_starttls,
+    [CMD_AUTH] = cmd_auth,
+};
+
+static void session_line(struct smtp_session *s, const char *line, size_t len)
+{
+    struct smtp_command c;
+    struct cmd_error err;
+
+    if (s->state != ST_CMD) {
+        session_auth_line(s, line, len);
+        return;
+    }
+    if (cmd_parse(line, len, &c, &err) < 0) {
+        session_error(s, err.code, err.enh, err.text);
+        return;
+    }
+    if (c.verb <= CMD_UNKNOWN || c.verb >= CMD__COUNT || !cmd_table[c.verb]) {
+        session_error(s, 500, "5.5.2", "Error: command not recognized");
+        return;
+    }
+    cmd_table[c.verb](s, &c);
+}
+
+/* End of DATA: refuse what breaks the limits or the line-ending policy. */
+static void session_eod(struct smtp_session *s)
+{
+    struct smtp_verdict v;
+    struct smtp_txn *t = s->txn;
+    unsigned f = s->dr.flags;
+
+    s->state = ST_CMD;
+    t->data_flags = f;
+    if (f & DATA_TOO_BIG) {
+        verdict_init(&v, 552, "5.3.4", "Error: message exceeds fixed maximum message size");
+    } else if (f & (DATA_BARE_CR | DATA_BARE_LF)) {
+        verdict_init(&v, 550, "5.6.0",
+                     "Error: bare CR or LF in message; only CRLF line endings are accepted");
+    } else if (f & DATA_LINE_TOO_LONG) {
+        verdict_init(&v, 550, "5.6.0", "Error: message has a line longer than 1000 octets");
+    } else {
+        verdict_init(&v, 250, "2.0.0", "Ok: message accepted");
+        if (HOOK(s, on_message))
+            HOOK(s, on_message)(s->srv->conf.ctx, s, t, &v);
+        session_verdict(s, STEP_EOD, &v);
+        return;
+    }
+    log_info("session %llu: message refused: %s", (unsigned long long)s->id, v.text);
+    session_apply(s, STEP_EOD, &v);
+}
+
+/* Feed buffered input to the data reader; returns false when it needs more input. */
+static bool session_data(struct smtp_session *s, struct evbuffer *in)
+{
+    struct evbuffer_iovec vec[16];
+    int nv = evbuffer_peek(in, -1, NULL, vec, 16);
+    size_t total = 0;
+    int done = 0;
+
+    if (nv > 16)
+        nv = 16;
+    for (int i = 0; i < nv && !done; i++)
+        total += data_reader_feed(&s->dr, vec[i].iov_base, vec[i].iov_len, &done, body_emit,
+                                  &s->txn->body);
+    evbuffer_drain(in, total);
+    if (done)
+        session_eod(s);
+    return done || total > 0;
+}
+
+static void session_process(struct smtp_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    char line[AUTH_LINE_MAX + 1];
+
+    while (!s->paused && !s->closing && s->state != ST_TLS_SWITCH) {
+        size_t n = evbuffer_get_length(in);
+        if (n == 0 || evbuffer_get_length(out) > OUTPUT_HIGH)
+            break;
+        if (s->state == ST_DATA) {
+            if (!session_data(s, in))
+                break;
+            continue;
+        }
+        size_t win = n < s->lr.max ? n : s->lr.max;
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)win);
+        size_t linelen = 0, consumed = 0;
+        enum line_status st = line_reader_next(&s->lr, p, win, &linelen, &consumed);
+        if (st == LINE_OK) {
+            memcpy(line, p, linelen);
+            line[linelen] = '\0';
+            evbuffer_drain(in, consumed);
+            session_line(s, line, linelen);
+        } else if (st == LINE_TOO_LONG) {
+            evbuffer_drain(in, consumed);
+            if (s->state != ST_CMD) {
+                s->state = ST_CMD;
+                line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+                s->lr.skipping = 1;
+            }
+            session_error(s, 500, "5.5.2", "Error: line too long");
+        } else {
+            evbuffer_drain(in, consumed);
+            if (consumed == 0)
+                break;
+        }
+    }
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static void session_free(struct smtp_session *s)
+{
+    struct smtp_server *srv = s->srv;
+    if (HOOK(s, on_close))
+        HOOK(s, on_close)(srv->conf.ctx, s);
+    log_debug("session %llu: closed", (unsigned long long)s->id);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->nsessions--;
+    if (s->delay_ev)
+        event_free(s->delay_ev);
+    if (s->total_ev)
+        event_free(s->total_ev);
+    if (s->bev)
+        bufferevent_free(s->bev);
+    if (!s->bev_owns_fd && s->fd >= 0)
+        close(s->fd);
+    txn_free(s->txn);
+    explicit_bzero(s->login_user, sizeof(s->login_user));
+    free(s);
+}
+
+/* Frees the session if it is closing and its output has gone; true if freed. */
+static bool session_reap(struct smtp_session *s)
+{
+    if (!s->closing)
+        return false;
+    if (!s->dead && s->bev && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+        return false;
+    session_free(s);
+    return true;
+}
+
+static void session_setup_bev(struct smtp_session *s)
+{
+    const struct smtp_server_conf *c = &s->srv->conf;
+    struct timeval idle = {c->idle_timeout ? c->idle_timeout : 300, 0};
+    bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
+    bufferevent_set_timeouts(s->bev, &idle, &idle);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* The 220 to STARTTLS has left: the rest of the connection is TLS. */
+static void session_start_tls(struct smtp_session *s)
+{
+    SSL *ssl = SSL_new(s->srv->conf.tls);
+    bufferevent_free(s->bev);
+    s->bev = NULL;
+    if (!ssl) {
+        log_warn("session %llu: cannot create TLS state", (unsigned long long)s->id);
+        s->dead = true;
+        session_close(s);
+        return;
+    }
+    s->bev = bufferevent_openssl_socket_new(s->srv->base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (!s->bev) {
+        SSL_free(ssl);
+        s->dead = true;
+        session_close(s);
+        return;
+    }
+    s->bev_owns_fd = true;
+    bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+    s->tls = true;
+    s->state = ST_CMD;
+    s->paused = false;
+    line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+    session_setup_bev(s);
+    log_debug("session %llu: TLS started", (unsigned long long)s->id);
+}
+
+static void session_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    (void)bev;
+    session_process(s);
+    session_reap(s);
+}
+
+static void session_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    (void)bev;
+    if (session_reap(s))
+        return;
+    if (s->state == ST_TLS_SWITCH && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        session_start_tls(s);
+        session_reap(s);
+        return;
+    }
+    if (!s->paused && evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+        session_process(s);
+        session_reap(s);
+    }
+}
+
+static void session_timeout(struct smtp_session *s, const char *what)
+{
+    char t[300];
+    snprintf(t, sizeof(t), "%s Error: timeout exceeded", s->srv->conf.hostname);
+    log_info("session %llu: %s timeout", (unsigned long long)s->id, what);
+    if (s->state != ST_TLS_SWITCH)
+        session_reply(s, 421, "4.4.2", t);
+    session_close(s);
+}
+
+static void session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    (void)bev;
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (s->closing) {
+            s->dead = true;
+        } else {
+            session_timeout(s, "idle");
+            bufferevent_enable(s->bev, EV_WRITE);
+        }
+    } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (what & BEV_EVENT_ERROR) {
+            unsigned long e = bufferevent_get_openssl_error(s->bev);
+            if (e)
+                log_info("session %llu: TLS error: %s", (unsigned long long)s->id,
+                         ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "unknown");
+        }
+        s->dead = true;
+        session_close(s);
+    }
+    session_reap(s);
+}
+
+static void session_total_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    (void)fd;
+    (void)what;
+    if (!s->closing)
+        session_timeout(s, "session");
+    else
+        s->dead = true;
+    session_reap(s);
+}
+
+void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *peer,
+                        bool implicit_tls)
+{
+    struct smtp_session *s = calloc(1, sizeof(*s));
+    struct smtp_verdict v;
+    char text[300];
+
+    if (!s)
+        fatal("out of memory");
+    s->srv = srv;
+    s->fd = fd;
+    s->id = ++srv->next_id;
+    s->index = ++srv->connections;
+    netaddr_format(peer, s->peer, sizeof(s->peer));
+    line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+    if (implicit_tls && srv->conf.tls) {
+        SSL *ssl = SSL_new(srv->conf.tls);
+        if (ssl)
+            s->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+        if (!s->bev) {
+            if (ssl)
+                SSL_free(ssl);
+            close(fd);
+            free(s);
+            log_warn("cannot set up TLS for a new connection");
+            return;
+        }
+        s->bev_owns_fd = true;
+        s->tls = true;
+        bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+    } else {
+        s->bev = bufferevent_socket_new(srv->base, fd, 0);
+        if (!s->bev) {
+            close(fd);
+            free(s);
+            log_warn("cannot set up a new connection");
+            return;
+        }
+    }
+    s->next = srv->head;
+    if (srv->head)
+        srv->head->prev = s;
+    srv->head = s;
+    srv->nsessions++;
+    session_setup_bev(s);
+    if (srv->conf.total_timeout) {
+        struct timeval tv = {srv->conf.total_timeout, 0};
+        s->total_ev = evtimer_new(srv->base, session_total_cb, s);
+        if (!s->total_ev || evtimer_add(s->total_ev, &tv) < 0)
+            fatal("cannot arm a timer");
+    }
+    log_debug("session %llu: connect from %s%s", (unsigned long long)s->id, s->peer,
+              s->tls ? " (TLS)" : "");
+
+    s->state = ST_GREETING;
+    snprintf(text, sizeof(text), "%s ESMTP tern", srv->conf.hostname);
+    verdict_init(&v, 220, NULL, text);
+    if (HOOK(s, on_connect))
+        HOOK(s, on_connect)(srv->conf.ctx, s, &v);
+    session_verdict(s, STEP_CONNECT, &v);
+    session_reap(s);
+}
+
+/* ---- server ------------------------------------------------------------------ */
+
+struct smtp_server *smtp_server_new(struct event_base *base, const struct smtp_server_conf *conf)
+{
+    struct smtp_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        fatal("out of memory");
+    srv->base = base;
+    srv->conf = *conf;
+    if (!srv->conf.hostname)
+        srv->conf.hostname = "localhost";
+    return srv;
+}
+
+void smtp_server_shutdown(struct smtp_server *srv)
+{
+    char t[300];
+    srv->shutting_down = true;
+    snprintf(t, sizeof(t), "%s Service shutting down", srv->conf.hostname);
+    for (struct smtp_session *s = srv->head, *next; s; s = next) {
+        next = s->next;
+        if (s->closing)
+            continue;
+        if (s->state != ST_TLS_SWITCH)
+            session_reply(s, 421, "4.3.2", t);
+        session_close(s);
+        session_reap(s);
+    }
+}
+
+unsigned smtp_server_sessions(const struct smtp_server *srv)
+{
+    return srv->nsessions;
+}
+
+void smtp_server_free(struct smtp_server *srv)
+{
+    while (srv->head) {
+        srv->head->dead = true;
+        session_free(srv->head);
+    }
+    free(srv);
+}
+
+int smtp_server_resume(struct smtp_server *srv, uint64_t id, const struct smtp_verdict *v)
+{
+    struct smtp_session *s;
+    for (s = srv->head; s; s = s->next)
+        if (s->id == id)
+            break;
+    if (!s || !s->paused || s->closing || s->held.action != SMTP_V_PENDING)
+        return -1;
+    s->held = *v;
+    s->held.action = v->action == SMTP_V_PENDING ? SMTP_V_REPLY : v->action;
+    if (s->held.delay_ms) {
+        session_verdict(s, s->step, &s->held);
+        return 0;
+    }
+    session_delay_cb(-1, 0, s);
+    return 0;
+}
+
+/* ---- accessors ------------------------------------------------------------------ */
+
+uint64_t smtp_session_id(const struct smtp_session *s)
+{
+    return s->id;
+}
+
+const char *smtp_session_peer(const struct smtp_session *s)
+{
+    return s->peer;
+}
+
+const char *smtp_session_helo(const struct smtp_session *s)
+{
+    return s->helo[0] ? s->helo : s->pend_helo;
+}
+
+const char *smtp_session_auth_user(const struct smtp_session *s)
+{
+    return s->authed ? s->auth_user : NULL;
+}
+
+bool smtp_session_tls(const struct smtp_session *s)
+{
+    return s->tls;
+}
+
+unsigned long smtp_session_index(const struct smtp_session *s)
+{
+    return s->index;
+}
+
+const struct smtp_txn *smtp_session_txn(const struct smtp_session *s)
+{
+    return s->txn;
+}
