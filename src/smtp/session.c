@@ -123,6 +123,11 @@ static void session_send_line(struct smtp_session *s, int code, const char *enh,
                               const char *text)
 {
     char buf[SMTP_REPLY_LINE_MAX + 1];
+    if (enh && *enh && enh[0] != '0' + code / 100) {
+        log_warn("session %llu: enhanced code %s does not fit reply %d; dropped",
+                 (unsigned long long)s->id, enh, code);
+        enh = NULL;
+    }
     size_t n = reply_format_line(buf, sizeof(buf), code, enh && *enh ? enh : NULL, last, text);
     if (n >= sizeof(buf))
         n = sizeof(buf) - 1;
@@ -559,7 +564,7 @@ static void auth_finish(struct smtp_session *s, const char *user, const char *pa
     snprintf(s->login_user, sizeof(s->login_user), "%s", user);
     if (HOOK(s, on_auth))
         HOOK(s, on_auth)(s->srv->conf.ctx, s, user, pass, &v);
-    if (v.code == 235 && !v.enh[0])
+    if (v.code == 235 && v.enh[0] != '2')
         snprintf(v.enh, sizeof(v.enh), "2.7.0");
     s->state = ST_CMD;
     line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
