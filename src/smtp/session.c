@@ -172,7 +172,7 @@ static void txn_free(struct smtp_txn *t)
     if (!t)
         return;
     free(t->rcpts);
-    free(t->body.p);
+    buf_free(&t->body);
     free(t);
 }
 
@@ -180,23 +180,6 @@ static void session_txn_reset(struct smtp_session *s)
 {
     txn_free(s->txn);
     s->txn = NULL;
-}
-
-static void body_emit(void *ctx, const char *p, size_t n)
-{
-    struct smtp_buf *b = ctx;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np)
-            fatal("out of memory (message body of %zu octets)", cap);
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
 }
 
 /* ---- verdicts ---------------------------------------------------------- */
@@ -310,8 +293,7 @@ static void session_apply(struct smtp_session *s, enum smtp_step step, const str
             data_reader_init(&s->dr, s->srv->conf.max_size, s->srv->conf.max_line);
             if (hint && (!s->srv->conf.max_size || hint <= s->srv->conf.max_size) &&
                 hint < 64 * 1024 * 1024) {
-                s->txn->body.p = malloc(hint + 1024);
-                s->txn->body.cap = s->txn->body.p ? hint + 1024 : 0;
+                buf_reserve(&s->txn->body, hint + 1024);
             }
             session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
             if (v->action == SMTP_V_REPLY_CLOSE)
@@ -770,7 +752,7 @@ static bool session_data(struct smtp_session *s, struct evbuffer *in)
     if (nv > 16)
         nv = 16;
     for (int i = 0; i < nv && !done; i++)
-        total += data_reader_feed(&s->dr, vec[i].iov_base, vec[i].iov_len, &done, body_emit,
+        total += data_reader_feed(&s->dr, vec[i].iov_base, vec[i].iov_len, &done, buf_emit,
                                   &s->txn->body);
     evbuffer_drain(in, total);
     if (done)

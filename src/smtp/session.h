@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/buf.h"
 #include "core/command.h"
 
 struct event_base;
@@ -41,18 +42,12 @@ struct smtp_verdict {
 void smtp_verdict_set(struct smtp_verdict *v, int code, const char *enh, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* A growable byte buffer with an owner; the message body lives in one. */
-struct smtp_buf {
-    char *p;
-    size_t len, cap;
-};
-
 /* One mail transaction: MAIL, its RCPTs and the message.  RSET frees it. */
 struct smtp_txn {
     struct mail_params mail;
     struct rcpt_params *rcpts;
     size_t nrcpt, rcpt_cap;
-    struct smtp_buf body; /* message as received (dot-unstuffed); a hook may steal body.p */
+    struct buf body;     /* message as received (dot-unstuffed); a hook may steal body.p */
     unsigned data_flags;  /* enum data_flags of the finished DATA */
 };
 
