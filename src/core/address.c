@@ -408,7 +408,7 @@ size_t addr_format(const struct mailaddr *a, char *buf, size_t size)
     }
     ll = strlen(a->local);
     dl = strlen(a->domain);
-    need = ll + 1 + dl;
+    need = dl ? ll + 1 + dl : ll; /* "Postmaster" has no domain */
     if (size == 0)
         return need;
     size_t n = 0;

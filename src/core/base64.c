@@ -85,8 +85,8 @@ long base64_decode(const char *in, size_t n, unsigned char *out, size_t size)
             if (v[k] < 0)
                 return -1;
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         if (valid == 4) {
             out[o++] = (unsigned char)(w >> 16);
             out[o++] = (unsigned char)(w >> 8);

@@ -182,10 +182,14 @@ static const struct {
     unsigned ext;
     bool mail; /* MAIL parameter (else RCPT) */
 } cmd_params[] = {
-    {"SIZE", P_SIZE, EXT_SIZE, true},         {"BODY", P_BODY, EXT_8BITMIME, true},
-    {"SMTPUTF8", P_SMTPUTF8, EXT_SMTPUTF8, true}, {"AUTH", P_AUTH, EXT_AUTH, true},
-    {"RET", P_RET, EXT_DSN, true},            {"ENVID", P_ENVID, EXT_DSN, true},
-    {"NOTIFY", P_NOTIFY, EXT_DSN, false},     {"ORCPT", P_ORCPT, EXT_DSN, false},
+    {"SIZE", P_SIZE, EXT_SIZE, true},
+    {"BODY", P_BODY, EXT_8BITMIME, true},
+    {"SMTPUTF8", P_SMTPUTF8, EXT_SMTPUTF8, true},
+    {"AUTH", P_AUTH, EXT_AUTH, true},
+    {"RET", P_RET, EXT_DSN, true},
+    {"ENVID", P_ENVID, EXT_DSN, true},
+    {"NOTIFY", P_NOTIFY, EXT_DSN, false},
+    {"ORCPT", P_ORCPT, EXT_DSN, false},
 };
 
 /* One parameter token, split. */

@@ -80,7 +80,7 @@ enum dsn_notify {
 
 struct mail_params {
     struct mailaddr from;
-    uint64_t size;   /* SIZE= value, 0 if absent */
+    uint64_t size; /* SIZE= value, 0 if absent */
     bool size_given;
     enum body_type body;
     bool smtputf8;
@@ -92,7 +92,7 @@ struct mail_params {
 
 struct rcpt_params {
     struct mailaddr to;
-    unsigned notify; /* enum dsn_notify bits, 0 if absent */
+    unsigned notify;           /* enum dsn_notify bits, 0 if absent */
     char orcpt[ORCPT_MAX + 1]; /* "addr-type;xtext" as written, "" if absent */
 };
 

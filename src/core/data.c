@@ -33,8 +33,7 @@ void data_reader_init(struct data_reader *dr, uint64_t max_size, size_t max_line
 }
 
 /* Account and emit message octets, stopping emission once over max_size. */
-static void data_out(struct data_reader *dr, const char *p, size_t n, data_emit_fn emit,
-                     void *ctx)
+static void data_out(struct data_reader *dr, const char *p, size_t n, data_emit_fn emit, void *ctx)
 {
     if (n == 0)
         return;

@@ -42,8 +42,8 @@ static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    r = snprintf(buf + n, sizeof(buf) - n, ".%03ldZ %s %s: ", (long)(tv.tv_usec / 1000),
-                 log_prefix, names[level]);
+    r = snprintf(buf + n, sizeof(buf) - n, ".%03ldZ %s %s: ", (long)(tv.tv_usec / 1000), log_prefix,
+                 names[level]);
     if (r > 0)
         n += (size_t)r < sizeof(buf) - n ? (size_t)r : sizeof(buf) - n - 1;
     r = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);

@@ -31,8 +31,8 @@ size_t reply_format_line(char *buf, size_t size, int code, const char *enh, bool
                          const char *text);
 
 struct reply {
-    int code;           /* 200..599 */
-    char enh[ENH_MAX];  /* enhanced status code of the first line, "" if none */
+    int code;          /* 200..599 */
+    char enh[ENH_MAX]; /* enhanced status code of the first line, "" if none */
     char text[REPLY_TEXT_MAX];
     size_t textlen;
     size_t nlines;
@@ -42,7 +42,7 @@ enum reply_status { REPLY_MORE, REPLY_DONE, REPLY_ERROR };
 
 struct reply_parser {
     struct reply r;
-    int state; /* 0 = expecting first line, 1 = inside multi-line, 2 = done, 3 = error */
+    int state;         /* 0 = expecting first line, 1 = inside multi-line, 2 = done, 3 = error */
     const char *error; /* static text when REPLY_ERROR */
 };
 

@@ -69,13 +69,12 @@ static json_t *api_msg_json(const struct sink_msg *m)
     json_t *to = json_array();
     for (size_t i = 0; i < m->nrcpt; i++)
         json_array_append_new(to, api_str(m->rcpts[i]));
-    return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:b}", "id",
-                     (json_int_t)m->id, "received", api_time(m->received_ms), "from",
-                     api_str(m->mail_from), "to", to, "subject", api_str(m->subject),
-                     "header_from", api_str(m->hdr_from), "header_to", api_str(m->hdr_to), "size",
-                     (json_int_t)m->size, "helo", api_str(m->helo), "peer", api_str(m->peer),
-                     "auth_user", m->auth_user[0] ? api_str(m->auth_user) : json_null(), "tls",
-                     m->tls);
+    return json_pack(
+        "{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:b}", "id", (json_int_t)m->id,
+        "received", api_time(m->received_ms), "from", api_str(m->mail_from), "to", to, "subject",
+        api_str(m->subject), "header_from", api_str(m->hdr_from), "header_to", api_str(m->hdr_to),
+        "size", (json_int_t)m->size, "helo", api_str(m->helo), "peer", api_str(m->peer),
+        "auth_user", m->auth_user[0] ? api_str(m->auth_user) : json_null(), "tls", m->tls);
 }
 
 static void api_send(struct evhttp_request *req, int code, const char *ctype, const char *body,
@@ -233,9 +232,9 @@ static json_t *api_faults_json(const struct fault_state *st)
             json_array_append_new(delay, json_string(buf));
         }
     }
-    return json_pack("{s:I, s:f, s:o, s:o, s:I}", "close_first",
-                     (json_int_t)st->conf.close_first, "close_chance", st->conf.close_chance,
-                     "fail", fail, "delay", delay, "seed", (json_int_t)st->conf.seed);
+    return json_pack("{s:I, s:f, s:o, s:o, s:I}", "close_first", (json_int_t)st->conf.close_first,
+                     "close_chance", st->conf.close_chance, "fail", fail, "delay", delay, "seed",
+                     (json_int_t)st->conf.seed);
 }
 
 /* PUT /api/faults: validate everything first, then apply at once. */
@@ -302,10 +301,10 @@ static void api_faults_put(struct sink *sk, struct evhttp_request *req)
                     api_error(req, 400, "%s[%zu]: expected a string", key, i);
                     goto out;
                 }
-                if (is_fail ? (fault_parse_fail(json_string_value(e), &r, why, sizeof(why)) < 0 ||
-                               fault_conf_add_rule(&fc, &r, why, sizeof(why)) < 0)
-                            : fault_parse_delay(json_string_value(e), &p, &ms, why,
-                                                sizeof(why)) < 0) {
+                if (is_fail
+                        ? (fault_parse_fail(json_string_value(e), &r, why, sizeof(why)) < 0 ||
+                           fault_conf_add_rule(&fc, &r, why, sizeof(why)) < 0)
+                        : fault_parse_delay(json_string_value(e), &p, &ms, why, sizeof(why)) < 0) {
                     api_error(req, 400, "%s[%zu]: %s", key, i, why);
                     goto out;
                 }
@@ -332,8 +331,7 @@ static void api_stats(struct sink *sk, struct evhttp_request *req)
         if (fs->fail[p])
             json_object_set_new(fail, fault_point_name(p), json_integer((json_int_t)fs->fail[p]));
         if (fs->delay[p])
-            json_object_set_new(delay, fault_point_name(p),
-                                json_integer((json_int_t)fs->delay[p]));
+            json_object_set_new(delay, fault_point_name(p), json_integer((json_int_t)fs->delay[p]));
         total += fs->fail[p];
     }
     json_object_set_new(faults, "close_first", json_integer((json_int_t)fs->close_first));
@@ -348,9 +346,8 @@ static void api_stats(struct sink *sk, struct evhttp_request *req)
                        (json_int_t)sk->connections, "messages", (json_int_t)sk->store.received,
                        "stored", (json_int_t)sk->store.count, "stored_bytes",
                        (json_int_t)sk->store.bytes, "dropped", (json_int_t)sk->store.dropped,
-                       "refused_at_end_of_data", (json_int_t)sk->messages_refused,
-                       "uptime_ms", (json_int_t)(sink_now_ms() - sk->started_ms), "faults",
-                       faults));
+                       "refused_at_end_of_data", (json_int_t)sk->messages_refused, "uptime_ms",
+                       (json_int_t)(sink_now_ms() - sk->started_ms), "faults", faults));
 }
 
 /* mail-test-srv: /count, /clear, /mail/N (N-th matching message, oldest first). */
@@ -509,8 +506,8 @@ int sink_api_start(struct sink *sk, const char *addr, char *bound, size_t bounds
         return -1;
     }
     evhttp_set_allowed_methods(sk->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                             EVHTTP_REQ_OPTIONS);
     evhttp_set_max_body_size(sk->http, API_BODY_MAX);
     evhttp_set_max_headers_size(sk->http, 16 * 1024);
     evhttp_set_timeout(sk->http, 30);

@@ -70,8 +70,8 @@ int fault_parse_fail(const char *s, struct fault_rule *r, char *why, size_t whys
     }
     if (fault_parse_point(parts[0], strlen(parts[0]), &r->point) < 0) {
         snprintf(why, whysize,
-                 "'%.64s': unknown command '%s' (CONNECT, EHLO, AUTH, MAIL, RCPT, DATA, EOD)",
-                 s, parts[0]);
+                 "'%.64s': unknown command '%s' (CONNECT, EHLO, AUTH, MAIL, RCPT, DATA, EOD)", s,
+                 parts[0]);
         return -1;
     }
     if (num_parse_u64(parts[1], 599, &code) < 0 || code < 400) {
@@ -107,8 +107,7 @@ int fault_parse_delay(const char *s, enum fault_point *p, unsigned *ms, char *wh
     return 0;
 }
 
-int fault_conf_add_rule(struct fault_conf *c, const struct fault_rule *r, char *why,
-                        size_t whysize)
+int fault_conf_add_rule(struct fault_conf *c, const struct fault_rule *r, char *why, size_t whysize)
 {
     for (size_t i = 0; i < c->nrules; i++) {
         if (c->rules[i].point == r->point && c->rules[i].code == r->code) {

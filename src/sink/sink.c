@@ -189,7 +189,8 @@ static void sink_on_auth(void *ctx, struct smtp_session *s, const char *user, co
                          struct smtp_verdict *v)
 {
     struct sink *sk = ctx;
-    if (sk->auth == SINK_AUTH_ANY || (sk->auth == SINK_AUTH_FILE && sink_check_user(sk, user, pass)))
+    if (sk->auth == SINK_AUTH_ANY ||
+        (sk->auth == SINK_AUTH_FILE && sink_check_user(sk, user, pass)))
         smtp_verdict_set(v, 235, "2.7.0", "Authentication successful");
     sink_fault(sk, s, FP_AUTH, v);
 }

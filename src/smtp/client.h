@@ -37,7 +37,7 @@ struct smtp_client_conf {
     const char *port;      /* "25", "587", ... */
     const char *helo_name; /* default "localhost" */
     enum smtp_tls_policy tls;
-    int tls_verify;        /* -1 default: on for REQUIRED/IMPLICIT, off otherwise */
+    int tls_verify;          /* -1 default: on for REQUIRED/IMPLICIT, off otherwise */
     const char *tls_ca_file; /* NULL: the system store */
     const char *tls_name;    /* name to verify (default host) */
     const char *auth_user, *auth_pass;
@@ -53,13 +53,13 @@ enum smtp_outcome { SMTP_SENT = 2, SMTP_TRANSIENT = 4, SMTP_PERMANENT = 5 };
 
 struct smtp_rcpt_result {
     enum smtp_outcome outcome;
-    int code;        /* the reply code (0 for a local or connection error) */
-    char text[300];  /* "451 4.3.0 text" or a local explanation, cleaned of control chars */
+    int code;       /* the reply code (0 for a local or connection error) */
+    char text[300]; /* "451 4.3.0 text" or a local explanation, cleaned of control chars */
 };
 
 struct smtp_client_stats {
-    uint64_t attempts;  /* transactions started */
-    uint64_t successes; /* messages with end-of-data 250 */
+    uint64_t attempts;             /* transactions started */
+    uint64_t successes;            /* messages with end-of-data 250 */
     uint64_t transient, permanent; /* recipients that failed so */
     uint64_t reconnects;
     uint64_t replies_421;

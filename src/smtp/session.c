@@ -490,7 +490,8 @@ static void cmd_quit(struct smtp_session *s, const struct smtp_command *c)
 static void cmd_vrfy(struct smtp_session *s, const struct smtp_command *c)
 {
     (void)c;
-    session_reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+    session_reply(s, 252, "2.5.0",
+                  "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void cmd_expn(struct smtp_session *s, const struct smtp_command *c)
@@ -502,8 +503,9 @@ static void cmd_expn(struct smtp_session *s, const struct smtp_command *c)
 static void cmd_help(struct smtp_session *s, const struct smtp_command *c)
 {
     (void)c;
-    session_reply(s, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY "
-                                   "STARTTLS AUTH; see RFC 5321");
+    session_reply(s, 214, "2.0.0",
+                  "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY "
+                  "STARTTLS AUTH; see RFC 5321");
 }
 
 static void cmd_starttls(struct smtp_session *s, const struct smtp_command *c)
@@ -687,10 +689,10 @@ static void session_auth_line(struct smtp_session *s, const char *line, size_t l
 typedef void (*cmd_fn)(struct smtp_session *, const struct smtp_command *);
 
 static const cmd_fn cmd_table[CMD__COUNT] = {
-    [CMD_HELO] = cmd_helo,         [CMD_EHLO] = cmd_helo, [CMD_MAIL] = cmd_mail,
-    [CMD_RCPT] = cmd_rcpt,         [CMD_DATA] = cmd_data, [CMD_RSET] = cmd_rset,
-    [CMD_NOOP] = cmd_noop,         [CMD_QUIT] = cmd_quit, [CMD_VRFY] = cmd_vrfy,
-    [CMD_HELP] = cmd_help,         [CMD_EXPN] = cmd_expn, [CMD_STARTTLS] = cmd_starttls,
+    [CMD_HELO] = cmd_helo, [CMD_EHLO] = cmd_helo, [CMD_MAIL] = cmd_mail,
+    [CMD_RCPT] = cmd_rcpt, [CMD_DATA] = cmd_data, [CMD_RSET] = cmd_rset,
+    [CMD_NOOP] = cmd_noop, [CMD_QUIT] = cmd_quit, [CMD_VRFY] = cmd_vrfy,
+    [CMD_HELP] = cmd_help, [CMD_EXPN] = cmd_expn, [CMD_STARTTLS] = cmd_starttls,
     [CMD_AUTH] = cmd_auth,
 };
 

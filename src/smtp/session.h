@@ -48,7 +48,7 @@ struct smtp_txn {
     struct rcpt_params *rcpts;
     size_t nrcpt, rcpt_cap;
     struct buf body;     /* message as received (dot-unstuffed); a hook may steal body.p */
-    unsigned data_flags;  /* enum data_flags of the finished DATA */
+    unsigned data_flags; /* enum data_flags of the finished DATA */
 };
 
 struct smtp_session;
@@ -72,17 +72,17 @@ struct smtp_hooks {
 
 struct smtp_server_conf {
     const char *hostname;
-    uint64_t max_size;       /* message size limit, advertised with SIZE (0 = none) */
-    unsigned max_rcpts;      /* recipients per message */
-    unsigned max_errors;     /* bad commands before 421 and close */
-    unsigned idle_timeout;   /* seconds without a complete command / data */
-    unsigned total_timeout;  /* seconds for the whole session */
-    size_t max_line;         /* text line limit in DATA incl. CRLF (0 = none) */
-    SSL_CTX *tls;            /* offer STARTTLS (and accept implicit TLS) when set */
-    bool auth;               /* offer AUTH PLAIN LOGIN (hooks.on_auth decides) */
-    bool auth_plaintext;     /* offer AUTH without TLS too */
-    bool auth_required;      /* MAIL needs AUTH first (submission) */
-    unsigned ext;            /* enum esmtp_ext offered besides SIZE/AUTH */
+    uint64_t max_size;      /* message size limit, advertised with SIZE (0 = none) */
+    unsigned max_rcpts;     /* recipients per message */
+    unsigned max_errors;    /* bad commands before 421 and close */
+    unsigned idle_timeout;  /* seconds without a complete command / data */
+    unsigned total_timeout; /* seconds for the whole session */
+    size_t max_line;        /* text line limit in DATA incl. CRLF (0 = none) */
+    SSL_CTX *tls;           /* offer STARTTLS (and accept implicit TLS) when set */
+    bool auth;              /* offer AUTH PLAIN LOGIN (hooks.on_auth decides) */
+    bool auth_plaintext;    /* offer AUTH without TLS too */
+    bool auth_required;     /* MAIL needs AUTH first (submission) */
+    unsigned ext;           /* enum esmtp_ext offered besides SIZE/AUTH */
     const struct smtp_hooks *hooks;
     void *ctx;
 };

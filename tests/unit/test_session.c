@@ -55,8 +55,7 @@ static void h_mail(void *ctx, struct smtp_session *s, const struct mail_params *
     }
 }
 
-static void h_message(void *ctx, struct smtp_session *s, struct smtp_txn *t,
-                      struct smtp_verdict *v)
+static void h_message(void *ctx, struct smtp_session *s, struct smtp_txn *t, struct smtp_verdict *v)
 {
     (void)ctx;
     seen.messages++;
@@ -233,7 +232,8 @@ static void test_too_many_errors(void **state)
     struct smtp_server_conf c = conf();
     dlg_start(&d, &c);
     say(&d, "");
-    assert_string_equal(say(&d, "X\r\nX\r\nX\r\nX\r\nX\r\nX\r\nNOOP\r\n"), "500 500 500 500 500 421");
+    assert_string_equal(say(&d, "X\r\nX\r\nX\r\nX\r\nX\r\nX\r\nNOOP\r\n"),
+                        "500 500 500 500 500 421");
     assert_non_null(strstr(out, "421 4.7.0"));
     assert_int_equal(smtp_server_sessions(d.srv), 0);
     dlg_end(&d);
@@ -248,7 +248,8 @@ static void test_limits_rcpt_and_size(void **state)
     dlg_start(&d, &c);
     say(&d, "EHLO c\r\nMAIL FROM:<a@x.org>\r\n");
     assert_string_equal(
-        say(&d, "RCPT TO:<1@y.org>\r\nRCPT TO:<2@y.org>\r\nRCPT TO:<3@y.org>\r\nRCPT TO:<4@y.org>\r\n"),
+        say(&d,
+            "RCPT TO:<1@y.org>\r\nRCPT TO:<2@y.org>\r\nRCPT TO:<3@y.org>\r\nRCPT TO:<4@y.org>\r\n"),
         "250 250 250 452");
     assert_non_null(strstr(out, "452 4.5.3"));
     assert_string_equal(say(&d, "DATA\r\n"), "354");
