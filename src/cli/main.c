@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "send/send.h"
 #include "sink/sink.h"
 
 #define TERN_VERSION "0.1.0"
@@ -14,6 +15,7 @@ static const char usage[] = "usage: tern COMMAND [options]\n"
                             "\n"
                             "commands:\n"
                             "  sink       SMTP test server with an HTTP API and fault injection\n"
+                            "  send       bulk and reminder mailer: one message per CSV row\n"
                             "  version    print the version\n"
                             "\n"
                             "`tern COMMAND --help` documents each command.\n";
@@ -26,6 +28,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "sink") == 0)
         return sink_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "send") == 0)
+        return send_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("tern %s\n", TERN_VERSION);
         return 0;

@@ -292,8 +292,10 @@ static int conn_reply(struct smtp_client *c, struct reply *out, unsigned timeout
             }
             if (rs == REPLY_DONE) {
                 *out = rp.r;
-                if (out->code == 421)
+                if (out->code == 421) {
                     c->stats.replies_421++;
+                    reply_summary(out, c->err, sizeof(c->err));
+                }
                 return 0;
             }
             continue;

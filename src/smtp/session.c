@@ -455,7 +455,9 @@ static void cmd_data(struct smtp_session *s, const struct smtp_command *c)
         return;
     }
     if (s->txn->nrcpt == 0) {
-        session_error(s, 554, "5.5.1", "Error: no valid recipients");
+        /* not counted as an error: a pipelining client sends DATA before it
+         * knows that every RCPT was refused (RFC 2920) */
+        session_reply(s, 554, "5.5.1", "Error: no valid recipients");
         return;
     }
     verdict_init(&v, 354, NULL, "End data with <CR><LF>.<CR><LF>");
