@@ -150,6 +150,10 @@ static int api_parse_query(struct evhttp_request *req, struct api_query *aq, boo
         return -1;
     }
     for (struct evkeyval *kv = aq->q.tqh_first; kv; kv = kv->next.tqe_next) {
+        bool empty = kv->value[0] == '\0'; /* "?to=" filters nothing, as in mail-test-srv */
+        if (empty && (strcmp(kv->key, "to") == 0 || strcmp(kv->key, "from") == 0 ||
+                      strcmp(kv->key, "subject") == 0))
+            continue;
         if (strcmp(kv->key, "to") == 0) {
             aq->f.to = kv->value;
         } else if (strcmp(kv->key, "from") == 0) {

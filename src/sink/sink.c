@@ -262,6 +262,7 @@ static void sink_on_message(void *ctx, struct smtp_session *s, struct smtp_txn *
     m->nrcpt = t->nrcpt;
     m->raw = t->body.p; /* the store takes the body over */
     m->size = t->body.len;
+    size_t cap = t->body.cap;
     t->body.p = NULL;
     t->body.len = t->body.cap = 0;
     if (!m->raw) {
@@ -269,13 +270,22 @@ static void sink_on_message(void *ctx, struct smtp_session *s, struct smtp_txn *
         if (!m->raw)
             fatal("out of memory");
     }
-    header_get(m->raw, m->size, "Subject", m->subject, sizeof(m->subject));
-    header_get(m->raw, m->size, "From", m->hdr_from, sizeof(m->hdr_from));
-    header_get(m->raw, m->size, "To", m->hdr_to, sizeof(m->hdr_to));
-    snprintf(m->helo, sizeof(m->helo), "%s", smtp_session_helo(s));
-    snprintf(m->peer, sizeof(m->peer), "%s", smtp_session_peer(s));
+    if (m->size + 64 < cap) { /* give back the growth slack: it is kept for long */
+        char *shrunk = realloc(m->raw, m->size ? m->size : 1);
+        if (shrunk)
+            m->raw = shrunk;
+    }
+    char hv[1024];
+    header_get(m->raw, m->size, "Subject", hv, sizeof(hv));
+    m->subject = sink_strdup(hv);
+    header_get(m->raw, m->size, "From", hv, sizeof(hv));
+    m->hdr_from = sink_strdup(hv);
+    header_get(m->raw, m->size, "To", hv, sizeof(hv));
+    m->hdr_to = sink_strdup(hv);
+    m->helo = sink_strdup(smtp_session_helo(s));
+    m->peer = sink_strdup(smtp_session_peer(s));
     const char *au = smtp_session_auth_user(s);
-    snprintf(m->auth_user, sizeof(m->auth_user), "%s", au ? au : "");
+    m->auth_user = sink_strdup(au ? au : "");
     m->tls = smtp_session_tls(s);
     store_add(&sk->store, m);
     smtp_verdict_set(v, 250, "2.0.0", "Ok: queued as %llu", (unsigned long long)m->id);
@@ -285,7 +295,16 @@ static void sink_on_message(void *ctx, struct smtp_session *s, struct smtp_txn *
                  m->nrcpt, m->nrcpt ? m->rcpts[0] : "", m->size);
 }
 
+static void sink_on_refused(void *ctx, struct smtp_session *s, const struct smtp_verdict *v)
+{
+    struct sink *sk = ctx;
+    (void)s;
+    (void)v;
+    sk->messages_refused++;
+}
+
 static const struct smtp_hooks sink_hooks = {
+    .on_refused = sink_on_refused,
     .on_connect = sink_on_connect,
     .on_helo = sink_on_helo,
     .on_auth = sink_on_auth,

@@ -27,6 +27,12 @@ void store_msg_free(struct sink_msg *m)
     free(m->rcpts);
     free(m->mail_from);
     free(m->raw);
+    free(m->subject);
+    free(m->hdr_from);
+    free(m->hdr_to);
+    free(m->helo);
+    free(m->peer);
+    free(m->auth_user);
     free(m);
 }
 
@@ -96,6 +102,8 @@ void store_clear(struct sink_store *st)
 
 static bool store_has(const char *hay, const char *needle, bool exact)
 {
+    if (!hay)
+        hay = "";
     return exact ? strcasecmp(hay, needle) == 0 : strcasestr(hay, needle) != NULL;
 }
 

@@ -21,8 +21,8 @@ struct sink_msg {
     size_t nrcpt;
     char *raw; /* the message as received (dot-unstuffed), not NUL-terminated */
     size_t size;
-    char subject[512], hdr_from[512], hdr_to[1024]; /* header values, unfolded */
-    char helo[256], peer[64], auth_user[256];
+    /* header values (unfolded) and session facts: never NULL, "" when absent */
+    char *subject, *hdr_from, *hdr_to, *helo, *peer, *auth_user;
     bool tls;
     struct sink_msg *newer, *older;
 };

@@ -258,10 +258,13 @@ static void session_apply(struct smtp_session *s, enum smtp_step step, const str
         if (v->code == 235) {
             s->authed = true;
             memcpy(s->auth_user, s->login_user, sizeof(s->auth_user));
-        } else {
-            s->errors++;
         }
         explicit_bzero(s->login_user, sizeof(s->login_user));
+        if (v->code != 235 && v->action == SMTP_V_REPLY) {
+            /* a failed AUTH counts like a bad command: guessing is bounded */
+            session_error(s, v->code, v->enh, v->text);
+            return;
+        }
         break;
     case STEP_MAIL:
         if (ok) {
@@ -742,6 +745,8 @@ static void session_eod(struct smtp_session *s)
         return;
     }
     log_info("session %llu: message refused: %s", (unsigned long long)s->id, v.text);
+    if (HOOK(s, on_refused))
+        HOOK(s, on_refused)(s->srv->conf.ctx, s, &v);
     session_apply(s, STEP_EOD, &v);
 }
 

@@ -67,6 +67,8 @@ struct smtp_hooks {
     /* End of data with a message within limits: accept (250) or refuse. */
     void (*on_message)(void *ctx, struct smtp_session *s, struct smtp_txn *t,
                        struct smtp_verdict *v);
+    /* The session itself refused a message at end of data (size, line endings). */
+    void (*on_refused)(void *ctx, struct smtp_session *s, const struct smtp_verdict *v);
     void (*on_close)(void *ctx, struct smtp_session *s);
 };
 

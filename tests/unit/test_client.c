@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@ static struct smtp_server *server;
 static struct smtp_listener *listener;
 static pthread_t loop_thread;
 static char port[16];
+static SSL_CTX *server_tls;
 
 static void h_connect(void *ctx, struct smtp_session *s, struct smtp_verdict *v)
 {
@@ -123,7 +125,7 @@ static int group_setup(void **state)
     char why[256];
     log_set_level(LOG_ERROR);
     base = event_base_new();
-    SSL_CTX *tls = tls_server_ctx(NULL, NULL, "test.example", why, sizeof(why));
+    SSL_CTX *tls = server_tls = tls_server_ctx(NULL, NULL, "test.example", why, sizeof(why));
     struct smtp_server_conf c = {.hostname = "test.example",
                                  .max_size = 100000,
                                  .max_rcpts = 10,
@@ -150,6 +152,7 @@ static int group_teardown(void **state)
     smtp_listener_free(listener);
     smtp_server_free(server);
     event_base_free(base);
+    SSL_CTX_free(server_tls);
     return 0;
 }
 

@@ -91,7 +91,7 @@ static struct sink_msg *msg(const char *from, const char *to, const char *subjec
     m->nrcpt = 1;
     m->raw = calloc(1, size + 1);
     m->size = size;
-    strcpy(m->subject, subject);
+    m->subject = strdup(subject);
     return m;
 }
 
