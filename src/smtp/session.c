@@ -24,6 +24,8 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +85,7 @@ struct smtp_session {
     int fd;
     bool bev_owns_fd;
     struct bufferevent *bev;
+    struct evbuffer *out; /* replies not yet handed to the socket (see session_flush) */
     struct event *delay_ev, *total_ev;
     enum smtp_state state;
     enum smtp_step step; /* the step a paused verdict belongs to */
@@ -103,6 +106,8 @@ struct smtp_session {
 
 static void session_process(struct smtp_session *s);
 static bool session_reap(struct smtp_session *s);
+static void session_start_tls(struct smtp_session *s);
+static void session_flush(struct smtp_session *s);
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -131,7 +136,7 @@ static void session_send_line(struct smtp_session *s, int code, const char *enh,
     size_t n = reply_format_line(buf, sizeof(buf), code, enh && *enh ? enh : NULL, last, text);
     if (n >= sizeof(buf))
         n = sizeof(buf) - 1;
-    if (bufferevent_write(s->bev, buf, n) < 0)
+    if (evbuffer_add(s->out, buf, n) < 0)
         log_warn("session %llu: cannot queue reply", (unsigned long long)s->id);
 }
 
@@ -777,6 +782,8 @@ static void session_process(struct smtp_session *s)
 
     while (!s->paused && !s->closing && s->state != ST_TLS_SWITCH) {
         size_t n = evbuffer_get_length(in);
+        if (evbuffer_get_length(s->out) > OUTPUT_HIGH / 2)
+            session_flush(s);
         if (n == 0 || evbuffer_get_length(out) > OUTPUT_HIGH)
             break;
         if (s->state == ST_DATA) {
@@ -830,6 +837,7 @@ static void session_free(struct smtp_session *s)
         event_free(s->total_ev);
     if (s->bev)
         bufferevent_free(s->bev);
+    evbuffer_free(s->out);
     if (!s->bev_owns_fd && s->fd >= 0)
         close(s->fd);
     txn_free(s->txn);
@@ -837,9 +845,38 @@ static void session_free(struct smtp_session *s)
     free(s);
 }
 
-/* Frees the session if it is closing and its output has gone; true if freed. */
+/*
+ * Hand the replies gathered while parsing to the socket.  On a plain
+ * connection whose output buffer is empty they are written at once, which
+ * saves the event loop a write-readiness round (two epoll_ctl calls per
+ * reply); what does not fit, and everything on TLS, goes through the
+ * bufferevent as usual.
+ */
+static void session_flush(struct smtp_session *s)
+{
+    if (!s->bev || evbuffer_get_length(s->out) == 0)
+        return;
+    if (!s->tls && !s->dead && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        if (evbuffer_write(s->out, s->fd) < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+            errno != EINTR) {
+            s->dead = true; /* the peer is gone: nothing more can be said */
+            session_close(s);
+            evbuffer_drain(s->out, evbuffer_get_length(s->out));
+            return;
+        }
+    }
+    if (evbuffer_get_length(s->out) > 0 && bufferevent_write_buffer(s->bev, s->out) < 0)
+        log_warn("session %llu: cannot queue replies", (unsigned long long)s->id);
+}
+
+/* Flushes replies, then frees the session if it is closing and its output has gone;
+ * true if freed.  Every event callback ends here. */
 static bool session_reap(struct smtp_session *s)
 {
+    session_flush(s);
+    if (s->state == ST_TLS_SWITCH && !s->closing && s->bev &&
+        evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+        session_start_tls(s); /* the 220 went straight out: no write callback will come */
     if (!s->closing)
         return false;
     if (!s->dead && s->bev && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
@@ -970,6 +1007,9 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *
         fatal("out of memory");
     s->srv = srv;
     s->fd = fd;
+    s->out = evbuffer_new();
+    if (!s->out)
+        fatal("out of memory");
     s->id = ++srv->next_id;
     s->index = ++srv->connections;
     netaddr_format(peer, s->peer, sizeof(s->peer));
@@ -983,6 +1023,7 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *
             if (ssl)
                 SSL_free(ssl);
             close(fd);
+            evbuffer_free(s->out);
             free(s);
             log_warn("cannot set up TLS for a new connection");
             return;
@@ -994,6 +1035,7 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *
         s->bev = bufferevent_socket_new(srv->base, fd, 0);
         if (!s->bev) {
             close(fd);
+            evbuffer_free(s->out);
             free(s);
             log_warn("cannot set up a new connection");
             return;
@@ -1030,6 +1072,7 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct smtp_s
     struct smtp_server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         fatal("out of memory");
+    signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error return, not a signal */
     srv->base = base;
     srv->conf = *conf;
     if (!srv->conf.hostname)
