@@ -29,6 +29,7 @@
 
 #include "core/address.h"
 #include "core/backoff.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/num.h"
 #include "send/csv.h"
@@ -85,13 +86,6 @@ struct sender {
     struct smtp_client_stats totals;
     pthread_mutex_t ledger_mu;
 };
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static void sleep_us(uint64_t us)
 {
@@ -302,7 +296,7 @@ static long queue_take(struct sender *sd)
 {
     for (;;) {
         pthread_mutex_lock(&sd->mu);
-        uint64_t now = mono_us() / 1000, wake = 0;
+        uint64_t now = clock_mono_us() / 1000, wake = 0;
         for (size_t i = 0; i < sd->nretry; i++) {
             struct job *j = &sd->jobs[sd->retry[i]];
             if (j->not_before <= now) {
@@ -336,7 +330,7 @@ static void rate_wait(struct sender *sd)
         return;
     uint64_t step = (uint64_t)(1e6 / sd->o.rate), at;
     pthread_mutex_lock(&sd->mu);
-    uint64_t now = mono_us();
+    uint64_t now = clock_mono_us();
     at = sd->rate_next_us > now ? sd->rate_next_us : now;
     sd->rate_next_us = at + step;
     pthread_mutex_unlock(&sd->mu);
@@ -346,7 +340,7 @@ static void rate_wait(struct sender *sd)
 
 static void progress(struct sender *sd, bool final)
 {
-    uint64_t now = mono_us();
+    uint64_t now = clock_mono_us();
     if (sd->o.quiet || (!final && now - sd->last_progress < (sd->tty ? 200000 : 5000000)))
         return;
     sd->last_progress = now;
@@ -420,8 +414,9 @@ static void *worker(void *arg)
         j->attempts++;
         if (res.outcome == SMTP_TRANSIENT && j->attempts < sd->o.attempts) {
             pthread_mutex_lock(&sd->mu);
-            j->not_before = mono_us() / 1000 + backoff_delay_ms(j->attempts, sd->o.reconnect_base,
-                                                                sd->o.reconnect_max, 0.5);
+            j->not_before =
+                clock_mono_us() / 1000 +
+                backoff_delay_ms(j->attempts, sd->o.reconnect_base, sd->o.reconnect_max, 0.5);
             sd->retry[sd->nretry++] = (size_t)idx;
             sd->inflight--;
             pthread_mutex_unlock(&sd->mu);
@@ -814,7 +809,7 @@ int send_main(int argc, char **argv)
     pthread_mutex_init(&sd.mu, NULL);
     pthread_mutex_init(&sd.ledger_mu, NULL);
     sd.tty = isatty(STDERR_FILENO);
-    sd.started = sd.last_progress = mono_us();
+    sd.started = sd.last_progress = clock_mono_us();
     if (sd.njobs > 0) {
         unsigned n = o->parallel < sd.njobs ? o->parallel : (unsigned)sd.njobs;
         pthread_t th[SEND_PARALLEL_MAX];
@@ -825,7 +820,7 @@ int send_main(int argc, char **argv)
             pthread_join(th[i], NULL);
         progress(&sd, true);
     }
-    double el = (double)(mono_us() - sd.started) / 1e6;
+    double el = (double)(clock_mono_us() - sd.started) / 1e6;
     printf("sent %lu, failed permanently %lu, failed transiently %lu, bad rows %lu; "
            "skipped: %lu already sent, %lu failed before%s",
            (unsigned long)sd.sent, (unsigned long)sd.perm, (unsigned long)sd.trans, bad,

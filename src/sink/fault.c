@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/clock.h"
 #include "core/num.h"
 
 static const char *const fault_names[FP__COUNT] = {
@@ -123,14 +124,6 @@ int fault_conf_add_rule(struct fault_conf *c, const struct fault_rule *r, char *
     return 0;
 }
 
-static uint64_t fault_next(struct fault_state *st)
-{
-    uint64_t z = (st->rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* True with probability percent/100. */
 static bool fault_draw(struct fault_state *st, double percent)
 {
@@ -138,7 +131,7 @@ static bool fault_draw(struct fault_state *st, double percent)
         return false;
     if (percent >= 100)
         return true;
-    double u = (double)(fault_next(st) >> 11) * (1.0 / 9007199254740992.0) * 100.0;
+    double u = rand_u01(&st->rng) * 100.0;
     return u < percent;
 }
 

@@ -34,6 +34,7 @@
 #include "core/backoff.h"
 #include "core/base64.h"
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/data.h"
 #include "core/line.h"
 #include "core/log.h"
@@ -78,22 +79,6 @@ struct smtp_client {
     struct smtp_client_stats stats;
     uint64_t rng;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static double client_u01(struct smtp_client *c)
-{
-    uint64_t z = (c->rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
 
 /* Copy text into dst, control characters replaced: remote text is never trusted. */
 static void clean_copy(char *dst, size_t size, const char *src)
@@ -165,7 +150,7 @@ static void conn_close(struct smtp_client *c)
 static int conn_wait(struct smtp_client *c, short events, uint64_t deadline)
 {
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = clock_mono_ms();
         if (now >= deadline) {
             client_errf(c, "timeout");
             return -1;
@@ -204,7 +189,7 @@ static int conn_ssl_wait(struct smtp_client *c, int r, uint64_t deadline, const 
 
 static int conn_write(struct smtp_client *c, const char *p, size_t n, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = clock_mono_ms() + timeout_ms;
     while (n > 0) {
         if (c->ssl) {
             int w = SSL_write(c->ssl, p, n > 1 << 30 ? 1 << 30 : (int)n);
@@ -272,7 +257,7 @@ static int conn_fill(struct smtp_client *c, uint64_t deadline)
 /* Read one whole reply.  -1: connection-level failure (c->err says why). */
 static int conn_reply(struct smtp_client *c, struct reply *out, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = clock_mono_ms() + timeout_ms;
     struct reply_parser rp;
     reply_parser_init(&rp);
     for (;;) {
@@ -330,7 +315,8 @@ static int conn_tcp(struct smtp_client *c)
             continue;
         }
         if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-            (errno == EINPROGRESS && conn_wait(c, POLLOUT, now_ms() + c->conf.connect_ms) == 0)) {
+            (errno == EINPROGRESS &&
+             conn_wait(c, POLLOUT, clock_mono_ms() + c->conf.connect_ms) == 0)) {
             int soerr = 0;
             socklen_t sl = sizeof(soerr);
             if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
@@ -352,7 +338,7 @@ static int conn_tcp(struct smtp_client *c)
 
 static int conn_tls(struct smtp_client *c, bool verify)
 {
-    uint64_t deadline = now_ms() + c->conf.command_ms;
+    uint64_t deadline = clock_mono_ms() + c->conf.command_ms;
     const char *name = c->conf.tls_name ? c->conf.tls_name : c->conf.host;
     c->ssl = SSL_new(c->ssl_ctx);
     if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
@@ -739,7 +725,7 @@ struct smtp_client *smtp_client_new(const struct smtp_client_conf *conf)
     if (!c->conf.give_up_ms)
         c->conf.give_up_ms = 600000;
     if (getrandom(&c->rng, sizeof(c->rng), 0) != sizeof(c->rng))
-        c->rng = (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)c;
+        c->rng = (uint64_t)clock_mono_ms() ^ (uint64_t)(uintptr_t)c;
     snprintf(c->tls_info, sizeof(c->tls_info), "none");
     if (c->conf.tls != SMTP_TLS_NONE) {
         c->ssl_ctx = SSL_CTX_new(TLS_client_method());
@@ -762,7 +748,7 @@ size_t smtp_client_send(struct smtp_client *c, const char *from, const char *con
     struct mailaddr a;
     size_t *ok = calloc(nrcpt ? nrcpt : 1, sizeof(size_t)), nok = 0, sent = 0;
     bool needutf8 = false, need8 = has_8bit(msg, len);
-    uint64_t start = now_ms();
+    uint64_t start = clock_mono_ms();
     unsigned failures = 0;
 
     if (!ok)
@@ -788,8 +774,8 @@ size_t smtp_client_send(struct smtp_client *c, const char *from, const char *con
         if (!c->connected) {
             if (failures > 0) {
                 uint64_t d = backoff_delay_ms(failures - 1, c->conf.reconnect_base_ms,
-                                              c->conf.reconnect_max_ms, client_u01(c));
-                if (now_ms() + d - start > c->conf.give_up_ms) {
+                                              c->conf.reconnect_max_ms, rand_u01(&c->rng));
+                if (clock_mono_ms() + d - start > c->conf.give_up_ms) {
                     rc = client_fail(c, SMTP_TRANSIENT, "gave up after %u attempts: %s", failures,
                                      c->err);
                     goto failed;
