@@ -17,7 +17,7 @@ import tempfile
 import time
 import unittest
 
-from ternlib import TERN, Sink, api_json, api_stats, http_get, start_sink
+from ternlib import TERN, Sink, api_json, api_stats, http_get, http_put, start_sink
 
 SEND_TIMEOUT = 240
 
@@ -278,6 +278,52 @@ class TestSendFaults(SendCase):
         self.assertEqual(set(c), {r[0] for r in rows})
         # only messages in flight at the kill (at most one per connection) can be sent twice
         self.assertLessEqual(sum(c.values()) - len(rows), 3)
+
+
+class TestSendOptions(SendCase):
+    def test_transient_left_then_retry_failed(self):
+        sink = start_sink(self, "--quiet", "--fail", "RCPT:451:100")
+        rows = self.people(10)
+        lst = self.write_list(rows)
+        p = self.send(sink.smtp_port, lst, "--attempts", "2")
+        self.assertEqual(p.returncode, 75, p.stderr[-2000:])  # transient failures remain
+        self.assertIn("failed transiently 10", p.stdout)
+        # a plain re-run leaves them alone; --retry-failed sends them once the server is well
+        p = self.send(sink.smtp_port, lst)
+        self.assertIn("10 failed before", p.stdout)
+        put = http_put(sink.http_port, "/api/faults", {"fail": []})
+        self.assertEqual(put.status, 200)
+        p = self.send(sink.smtp_port, lst, "--retry-failed")
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        self.assertExactlyOnce(sink.http_port, rows)
+
+    def test_starttls_and_auth(self):
+        users = os.path.join(self.dir, "users")
+        with open(users, "w") as f:
+            f.write("mailer:s3cret\n")
+        sink = start_sink(self, "--quiet", "--tls", "--auth-file", users)
+        rows = self.people(5)
+        lst = self.write_list(rows)
+        env = dict(os.environ, TERN_SMTP_PASSWORD="s3cret")
+        p = self.send(sink.smtp_port, lst, "--tls", "--tls-no-verify", "--auth-user", "mailer",
+                      env=env)
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        _, msgs = self.delivered(sink.http_port)
+        self.assertEqual(len(msgs), 5)
+        self.assertTrue(all(m["tls"] and m["auth_user"] == "mailer" for m in msgs))
+        # the certificate is self-signed: with verification on, nothing is sent
+        lst2 = self.write_list(self.people(1, "other.example"), name="l2.csv")
+        p = self.send(sink.smtp_port, lst2, "--tls", "--auth-user", "mailer", "--give-up", "1s",
+                      "--attempts", "1", env=env)
+        self.assertEqual(p.returncode, 75)
+        self.assertIn("not verified", p.stderr)
+        # a wrong password is a permanent failure
+        lst3 = self.write_list(self.people(1, "third.example"), name="l3.csv")
+        env["TERN_SMTP_PASSWORD"] = "wrong"
+        p = self.send(sink.smtp_port, lst3, "--tls", "--tls-no-verify", "--auth-user", "mailer",
+                      env=env)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("535", p.stderr)
 
 
 class TestReminders(SendCase):
