@@ -84,8 +84,11 @@ struct smtp_session {
     unsigned long index;
     int fd;
     bool bev_owns_fd;
-    struct bufferevent *bev;
-    struct evbuffer *out; /* replies not yet handed to the socket (see session_flush) */
+    struct bufferevent *bev; /* TLS connections only */
+    struct event *rev, *wev; /* plain connections only: read and write readiness */
+    struct evbuffer *in;     /* plain connections only: input not yet parsed */
+    struct evbuffer *out;    /* replies not yet written (plain) or handed to bev (TLS) */
+    bool reading;            /* plain: rev is armed */
     struct event *delay_ev, *total_ev;
     enum smtp_state state;
     enum smtp_step step; /* the step a paused verdict belongs to */
@@ -106,11 +109,9 @@ struct smtp_session {
 
 static void session_process(struct smtp_session *s);
 static bool session_reap(struct smtp_session *s);
+static void session_drained(struct smtp_session *s);
 static void session_start_tls(struct smtp_session *s);
 static void session_flush(struct smtp_session *s);
-static void session_read_cb(struct bufferevent *bev, void *arg);
-static void session_write_cb(struct bufferevent *bev, void *arg);
-static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 
 void smtp_verdict_set(struct smtp_verdict *v, int code, const char *enh, const char *fmt, ...)
 {
@@ -120,6 +121,56 @@ void smtp_verdict_set(struct smtp_verdict *v, int code, const char *enh, const c
     va_start(ap, fmt);
     vsnprintf(v->text, sizeof(v->text), fmt, ap);
     va_end(ap);
+}
+
+/* ---- transport -------------------------------------------------------------
+ *
+ * Plain connections are read and written by hand on the descriptor (one
+ * read() per readiness event, replies written at once when the socket
+ * takes them); TLS connections go through a bufferevent_openssl.  The rest
+ * of the session sees only session_input() and the replies queue s->out.
+ */
+
+static struct evbuffer *session_input(struct smtp_session *s)
+{
+    return s->bev ? bufferevent_get_input(s->bev) : s->in;
+}
+
+/* Octets of replies not yet on the wire. */
+static size_t session_unsent(struct smtp_session *s)
+{
+    size_t n = evbuffer_get_length(s->out);
+    if (s->bev)
+        n += evbuffer_get_length(bufferevent_get_output(s->bev));
+    return n;
+}
+
+/* Read from the socket exactly when the session can use more input. */
+static void session_io_update(struct smtp_session *s)
+{
+    bool want = !s->paused && !s->closing && !s->dead && s->state != ST_TLS_SWITCH;
+    if (s->bev) {
+        if (want)
+            bufferevent_enable(s->bev, EV_READ);
+        else
+            bufferevent_disable(s->bev, EV_READ);
+        return;
+    }
+    if (!s->rev)
+        return;
+    want = want && evbuffer_get_length(s->in) < INPUT_HIGH &&
+           evbuffer_get_length(s->out) <= OUTPUT_HIGH;
+    if (want == s->reading)
+        return;
+    if (want) {
+        const struct smtp_server_conf *c = &s->srv->conf;
+        struct timeval idle = {c->idle_timeout ? c->idle_timeout : 300, 0};
+        if (event_add(s->rev, &idle) < 0)
+            fatal("cannot watch a connection");
+    } else {
+        event_del(s->rev);
+    }
+    s->reading = want;
 }
 
 /* ---- replies ----------------------------------------------------------- */
@@ -151,8 +202,7 @@ static void session_close(struct smtp_session *s)
         return;
     s->closing = true;
     s->paused = true;
-    if (s->bev)
-        bufferevent_disable(s->bev, EV_READ);
+    session_io_update(s);
 }
 
 /* A syntax or sequence error: counted, and too many end the session. */
@@ -333,11 +383,9 @@ static void session_delay_cb(evutil_socket_t fd, short what, void *arg)
     }
     s->paused = false;
     session_apply(s, s->step, &v);
-    if (!s->closing) {
-        bufferevent_enable(s->bev, EV_READ);
+    if (!s->closing)
         session_process(s);
-    }
-    session_write_cb(s->bev, s); /* frees the session if it is closing and drained */
+    session_reap(s);
 }
 
 /* Take a hook's verdict: now, after a delay, or later (pending). */
@@ -348,7 +396,7 @@ static void session_verdict(struct smtp_session *s, enum smtp_step step,
         s->paused = true;
         s->step = step;
         s->held = *v;
-        bufferevent_disable(s->bev, EV_READ);
+        session_io_update(s);
         if (v->action != SMTP_V_PENDING) {
             struct timeval tv = {v->delay_ms / 1000, (v->delay_ms % 1000) * 1000};
             if (!s->delay_ev)
@@ -534,7 +582,7 @@ static void cmd_starttls(struct smtp_session *s, const struct smtp_command *c)
     }
     session_reply(s, 220, "2.0.0", "Ready to start TLS");
     /* RFC 3207 5: nothing sent before the handshake may be acted on. */
-    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *in = session_input(s);
     size_t junk = evbuffer_get_length(in);
     if (junk) {
         log_warn("session %llu: discarding %zu octets pipelined after STARTTLS",
@@ -548,7 +596,7 @@ static void cmd_starttls(struct smtp_session *s, const struct smtp_command *c)
     s->auth_user[0] = '\0';
     s->state = ST_TLS_SWITCH;
     s->paused = true;
-    bufferevent_disable(s->bev, EV_READ);
+    session_io_update(s);
 }
 
 static void auth_finish(struct smtp_session *s, const char *user, const char *pass)
@@ -776,16 +824,15 @@ static bool session_data(struct smtp_session *s, struct evbuffer *in)
 
 static void session_process(struct smtp_session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *in = session_input(s);
     char line[AUTH_LINE_MAX + 1];
 
     while (!s->paused && !s->closing && s->state != ST_TLS_SWITCH) {
         size_t n = evbuffer_get_length(in);
         if (evbuffer_get_length(s->out) > OUTPUT_HIGH / 2)
             session_flush(s);
-        if (n == 0 || evbuffer_get_length(out) > OUTPUT_HIGH)
-            break;
+        if (n == 0 || session_unsent(s) > OUTPUT_HIGH)
+            break; /* resumed by session_drained() once the client reads */
         if (s->state == ST_DATA) {
             if (!session_data(s, in))
                 break;
@@ -835,6 +882,12 @@ static void session_free(struct smtp_session *s)
         event_free(s->delay_ev);
     if (s->total_ev)
         event_free(s->total_ev);
+    if (s->rev)
+        event_free(s->rev);
+    if (s->wev)
+        event_free(s->wev);
+    if (s->in)
+        evbuffer_free(s->in);
     if (s->bev)
         bufferevent_free(s->bev);
     evbuffer_free(s->out);
@@ -846,108 +899,55 @@ static void session_free(struct smtp_session *s)
 }
 
 /*
- * Hand the replies gathered while parsing to the socket.  On a plain
- * connection whose output buffer is empty they are written at once, which
- * saves the event loop a write-readiness round (two epoll_ctl calls per
- * reply); what does not fit, and everything on TLS, goes through the
- * bufferevent as usual.
+ * Hand queued replies to the connection.  Plain: written at once, as much
+ * as the socket takes; the rest waits for write readiness (wev).  TLS: moved
+ * into the bufferevent.
  */
 static void session_flush(struct smtp_session *s)
 {
-    if (!s->bev || evbuffer_get_length(s->out) == 0)
+    if (evbuffer_get_length(s->out) == 0 || s->dead)
         return;
-    if (!s->tls && !s->dead && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
-        if (evbuffer_write(s->out, s->fd) < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-            errno != EINTR) {
-            s->dead = true; /* the peer is gone: nothing more can be said */
-            session_close(s);
-            evbuffer_drain(s->out, evbuffer_get_length(s->out));
-            return;
-        }
+    if (s->bev) {
+        if (bufferevent_write_buffer(s->bev, s->out) < 0)
+            log_warn("session %llu: cannot queue replies", (unsigned long long)s->id);
+        return;
     }
-    if (evbuffer_get_length(s->out) > 0 && bufferevent_write_buffer(s->bev, s->out) < 0)
-        log_warn("session %llu: cannot queue replies", (unsigned long long)s->id);
+    if (evbuffer_write(s->out, s->fd) < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+        errno != EINTR) {
+        s->dead = true; /* the peer is gone: nothing more can be said */
+        session_close(s);
+        return;
+    }
+    if (evbuffer_get_length(s->out) > 0 && !event_pending(s->wev, EV_WRITE, NULL)) {
+        const struct smtp_server_conf *c = &s->srv->conf;
+        struct timeval tv = {c->idle_timeout ? c->idle_timeout : 300, 0};
+        if (event_add(s->wev, &tv) < 0)
+            fatal("cannot watch a connection");
+    }
 }
 
-/* Flushes replies, then frees the session if it is closing and its output has gone;
- * true if freed.  Every event callback ends here. */
+/* Every event callback ends here: flush, switch to TLS once the 220 is out,
+ * free a closing session whose replies have left, and re-arm reading. */
 static bool session_reap(struct smtp_session *s)
 {
     session_flush(s);
-    if (s->state == ST_TLS_SWITCH && !s->closing && s->bev &&
-        evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-        session_start_tls(s); /* the 220 went straight out: no write callback will come */
-    if (!s->closing)
-        return false;
-    if (!s->dead && s->bev && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
-        return false;
-    session_free(s);
-    return true;
-}
-
-static void session_setup_bev(struct smtp_session *s)
-{
-    const struct smtp_server_conf *c = &s->srv->conf;
-    struct timeval idle = {c->idle_timeout ? c->idle_timeout : 300, 0};
-    bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
-    bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
-    bufferevent_set_timeouts(s->bev, &idle, &idle);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
-
-/* The 220 to STARTTLS has left: the rest of the connection is TLS. */
-static void session_start_tls(struct smtp_session *s)
-{
-    SSL *ssl = SSL_new(s->srv->conf.tls);
-    bufferevent_free(s->bev);
-    s->bev = NULL;
-    if (!ssl) {
-        log_warn("session %llu: cannot create TLS state", (unsigned long long)s->id);
-        s->dead = true;
-        session_close(s);
-        return;
-    }
-    s->bev = bufferevent_openssl_socket_new(s->srv->base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                            BEV_OPT_CLOSE_ON_FREE);
-    if (!s->bev) {
-        SSL_free(ssl);
-        s->dead = true;
-        session_close(s);
-        return;
-    }
-    s->bev_owns_fd = true;
-    bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-    s->tls = true;
-    s->state = ST_CMD;
-    s->paused = false;
-    line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
-    session_setup_bev(s);
-    log_debug("session %llu: TLS started", (unsigned long long)s->id);
-}
-
-static void session_read_cb(struct bufferevent *bev, void *arg)
-{
-    struct smtp_session *s = arg;
-    (void)bev;
-    session_process(s);
-    session_reap(s);
-}
-
-static void session_write_cb(struct bufferevent *bev, void *arg)
-{
-    struct smtp_session *s = arg;
-    (void)bev;
-    if (session_reap(s))
-        return;
-    if (s->state == ST_TLS_SWITCH && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+    if (s->state == ST_TLS_SWITCH && !s->closing && session_unsent(s) == 0)
         session_start_tls(s);
-        session_reap(s);
-        return;
+    if (s->closing && (s->dead || session_unsent(s) == 0)) {
+        session_free(s);
+        return true;
     }
-    if (!s->paused && evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+    session_io_update(s);
+    return false;
+}
+
+/* All replies have left: go on with input that waited for the client to read. */
+static void session_drained(struct smtp_session *s)
+{
+    if (!s->closing && !s->paused && s->state != ST_TLS_SWITCH &&
+        evbuffer_get_length(session_input(s)) > 0)
         session_process(s);
-        session_reap(s);
-    }
+    session_reap(s);
 }
 
 static void session_timeout(struct smtp_session *s, const char *what)
@@ -960,7 +960,73 @@ static void session_timeout(struct smtp_session *s, const char *what)
     session_close(s);
 }
 
-static void session_event_cb(struct bufferevent *bev, short what, void *arg)
+/* ---- plain connections ------------------------------------------------------ */
+
+static void session_plain_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (what & EV_TIMEOUT) {
+        session_timeout(s, "idle");
+        session_reap(s);
+        return;
+    }
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(s->in, 16384, &v, 1) < 1)
+        fatal("out of memory");
+    ssize_t n = read(fd, v.iov_base, v.iov_len);
+    if (n > 0) {
+        v.iov_len = (size_t)n;
+        if (evbuffer_commit_space(s->in, &v, 1) < 0)
+            fatal("cannot commit input");
+        session_process(s);
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        s->dead = true;
+        session_close(s);
+    }
+    session_reap(s);
+}
+
+static void session_plain_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    (void)fd;
+    if (what & EV_TIMEOUT) {
+        log_info("session %llu: write timeout", (unsigned long long)s->id);
+        s->dead = true;
+        session_close(s);
+        session_reap(s);
+        return;
+    }
+    if (evbuffer_write(s->out, s->fd) < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+        errno != EINTR) {
+        s->dead = true;
+        session_close(s);
+        session_reap(s);
+        return;
+    }
+    if (evbuffer_get_length(s->out) > 0)
+        return; /* still waiting for the client to read */
+    event_del(s->wev);
+    session_drained(s);
+}
+
+/* ---- TLS connections (bufferevent_openssl) ------------------------------------ */
+
+static void session_tls_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    (void)bev;
+    session_process(s);
+    session_reap(s);
+}
+
+static void session_tls_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    session_drained(arg);
+}
+
+static void session_tls_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct smtp_session *s = arg;
     (void)bev;
@@ -982,6 +1048,51 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
         session_close(s);
     }
     session_reap(s);
+}
+
+/* Wrap fd in TLS (implicit TLS, or after STARTTLS).  Returns -1 on failure. */
+static int session_tls_setup(struct smtp_session *s)
+{
+    const struct smtp_server_conf *c = &s->srv->conf;
+    struct timeval idle = {c->idle_timeout ? c->idle_timeout : 300, 0};
+    SSL *ssl = SSL_new(c->tls);
+    if (!ssl)
+        return -1;
+    s->bev = bufferevent_openssl_socket_new(s->srv->base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (!s->bev) {
+        SSL_free(ssl);
+        return -1;
+    }
+    s->bev_owns_fd = true;
+    s->tls = true;
+    bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+    bufferevent_setcb(s->bev, session_tls_read_cb, session_tls_write_cb, session_tls_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
+    bufferevent_set_timeouts(s->bev, &idle, &idle);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    return 0;
+}
+
+/* The 220 to STARTTLS has left: the rest of the connection is TLS. */
+static void session_start_tls(struct smtp_session *s)
+{
+    event_free(s->rev);
+    event_free(s->wev);
+    s->rev = s->wev = NULL;
+    s->reading = false;
+    evbuffer_free(s->in); /* already drained: RFC 3207 */
+    s->in = NULL;
+    s->state = ST_CMD;
+    s->paused = false;
+    line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+    if (session_tls_setup(s) < 0) {
+        log_warn("session %llu: cannot set up TLS", (unsigned long long)s->id);
+        s->dead = true;
+        session_close(s);
+        return;
+    }
+    log_debug("session %llu: TLS started", (unsigned long long)s->id);
 }
 
 static void session_total_cb(evutil_socket_t fd, short what, void *arg)
@@ -1007,46 +1118,33 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *
         fatal("out of memory");
     s->srv = srv;
     s->fd = fd;
+    s->id = ++srv->next_id;
+    s->index = ++srv->connections;
     s->out = evbuffer_new();
     if (!s->out)
         fatal("out of memory");
-    s->id = ++srv->next_id;
-    s->index = ++srv->connections;
     netaddr_format(peer, s->peer, sizeof(s->peer));
     line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
     if (implicit_tls && srv->conf.tls) {
-        SSL *ssl = SSL_new(srv->conf.tls);
-        if (ssl)
-            s->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                    BEV_OPT_CLOSE_ON_FREE);
-        if (!s->bev) {
-            if (ssl)
-                SSL_free(ssl);
+        if (session_tls_setup(s) < 0) {
             close(fd);
             evbuffer_free(s->out);
             free(s);
             log_warn("cannot set up TLS for a new connection");
             return;
         }
-        s->bev_owns_fd = true;
-        s->tls = true;
-        bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
     } else {
-        s->bev = bufferevent_socket_new(srv->base, fd, 0);
-        if (!s->bev) {
-            close(fd);
-            evbuffer_free(s->out);
-            free(s);
-            log_warn("cannot set up a new connection");
-            return;
-        }
+        s->in = evbuffer_new();
+        s->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, session_plain_read_cb, s);
+        s->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, session_plain_write_cb, s);
+        if (!s->in || !s->rev || !s->wev)
+            fatal("out of memory");
     }
     s->next = srv->head;
     if (srv->head)
         srv->head->prev = s;
     srv->head = s;
     srv->nsessions++;
-    session_setup_bev(s);
     if (srv->conf.total_timeout) {
         struct timeval tv = {srv->conf.total_timeout, 0};
         s->total_ev = evtimer_new(srv->base, session_total_cb, s);
