@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/admin.h"
 #include "send/send.h"
+#include "server/serve.h"
 #include "sink/sink.h"
 
 #define TERN_VERSION "0.1.0"
@@ -15,7 +17,11 @@ static const char usage[] = "usage: tern COMMAND [options]\n"
                             "\n"
                             "commands:\n"
                             "  sink       SMTP test server with an HTTP API and fault injection\n"
+                            "  serve      the mail server (see docs/CONFIG.md)\n"
                             "  send       bulk and reminder mailer: one message per CSV row\n"
+                            "  user       add, remove, list or check the users of local domains\n"
+                            "  alias      resolve an address through the aliases\n"
+                            "  check-config  report every problem of tern.conf, users, aliases\n"
                             "  version    print the version\n"
                             "\n"
                             "`tern COMMAND --help` documents each command.\n";
@@ -28,8 +34,16 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "sink") == 0)
         return sink_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "serve") == 0)
+        return serve_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "send") == 0)
         return send_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "user") == 0)
+        return cli_user(argc - 1, argv + 1);
+    if (strcmp(argv[1], "alias") == 0)
+        return cli_alias(argc - 1, argv + 1);
+    if (strcmp(argv[1], "check-config") == 0)
+        return cli_check_config(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("tern %s\n", TERN_VERSION);
         return 0;

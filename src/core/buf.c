@@ -21,6 +21,8 @@ void buf_reserve(struct buf *b, size_t cap)
 
 void buf_append(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n)

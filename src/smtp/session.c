@@ -1262,3 +1262,8 @@ const struct smtp_txn *smtp_session_txn(const struct smtp_session *s)
 {
     return s->txn;
 }
+
+struct smtp_server *smtp_session_server(const struct smtp_session *s)
+{
+    return s->srv;
+}

@@ -108,6 +108,7 @@ const char *smtp_session_auth_user(const struct smtp_session *s); /* NULL if not
 bool smtp_session_tls(const struct smtp_session *s);
 unsigned long smtp_session_index(const struct smtp_session *s); /* 1-based connection count */
 const struct smtp_txn *smtp_session_txn(const struct smtp_session *s);
+struct smtp_server *smtp_session_server(const struct smtp_session *s);
 
 /* Answer a SMTP_V_PENDING verdict.  Looks the session up by id: a session that
  * went away meanwhile is ignored (returns -1). */

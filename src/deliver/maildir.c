@@ -1,0 +1,332 @@
+/*
+ * maildir.c - deliver one message into a Maildir (see maildir.h).
+ *
+ * Every directory is opened with O_NOFOLLOW|O_DIRECTORY and every later
+ * step works relative to those descriptors (openat, linkat, unlinkat), so
+ * a symbolic link swapped in after the check is never followed.  The path
+ * is used as given except for trailing slashes, which are dropped (a
+ * trailing slash would make the kernel follow a symbolic link in spite of
+ * O_NOFOLLOW).  Links higher up the path (/home -> /usr/home) are the
+ * administrator's and are followed.
+ *
+ * Durability order: file written, fsync, close; link into new/; unlink
+ * from tmp/; fsync new/.  OK only after that last fsync.  tmp/ is not
+ * fsynced: a crash can at worst leave a second name of a delivered file in
+ * tmp/, which Maildir readers remove after 36 hours; it can never lose or
+ * duplicate a message, and it saves a journal commit per delivery.  On a
+ * failure the file is removed again (best effort) and TEMP returned: the
+ * queue retries, and a duplicate is preferred to a loss.  Nothing is
+ * allocated; every descriptor is O_CLOEXEC and closed before return.
+ */
+#include "deliver/maildir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define MAILDIR_HOST_MAX 64 /* octets of the escaped host name in a file name */
+#define MAILDIR_NAME_MAX 200
+#define MAILDIR_TRIES 5
+
+static atomic_uint maildir_counter;
+
+static void maildir_close(int *fd)
+{
+    if (*fd < 0)
+        return;
+    if (close(*fd) != 0 && errno != EINTR)
+        log_warn("maildir: close: %s", strerror(errno));
+    *fd = -1;
+}
+
+/* TEMP (or PERM for links) for an errno while doing "what" on "where". */
+static enum courier_result maildir_errno(struct courier_error *err, int e, const char *what,
+                                         const char *where)
+{
+    const char *why = strerrordesc_np(e) ? strerrordesc_np(e) : "unknown error";
+    switch (e) {
+    case ENOSPC:
+        return courier_fail(err, COURIER_TEMP, "4.3.1", "mail system full: cannot %s %s: %s", what,
+                            where, why);
+    case EDQUOT:
+        return courier_fail(err, COURIER_TEMP, "4.2.2", "mailbox over quota: cannot %s %s: %s",
+                            what, where, why);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return courier_fail(err, COURIER_TEMP, "4.3.5",
+                            "cannot %s %s: %s (the administrator must fix the permissions)", what,
+                            where, why);
+    case ENOENT:
+        return courier_fail(err, COURIER_TEMP, "4.3.5",
+                            "cannot %s %s: %s (a parent directory is missing; the administrator "
+                            "must create it)",
+                            what, where, why);
+    default:
+        return courier_fail(err, COURIER_TEMP, "4.3.0", "cannot %s %s: %s", what, where, why);
+    }
+}
+
+/*
+ * Open (creating when absent) the directory name under at, never through a
+ * symbolic link.  Returns a descriptor, or -1 with err filled.  *created is
+ * set when this call made it.
+ */
+static int maildir_dir(int at, const char *name, const char *shown, bool *created,
+                       enum courier_result *r, struct courier_error *err)
+{
+    const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    int fd = openat(at, name, flags);
+
+    if (fd < 0 && errno == ENOENT) {
+        if (mkdirat(at, name, 0700) == 0) {
+            *created = true;
+        } else if (errno != EEXIST) {
+            *r = maildir_errno(err, errno, "create", shown);
+            return -1;
+        }
+        fd = openat(at, name, flags);
+    }
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    struct stat st;
+    if ((e == ELOOP || e == ENOTDIR) && fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISLNK(st.st_mode)) {
+            *r = courier_fail(err, COURIER_PERM, "5.2.0", "mailbox refused: %s is a symbolic link",
+                              at == AT_FDCWD ? "the Maildir" : name);
+            return -1;
+        }
+        *r = courier_fail(err, COURIER_TEMP, "4.3.5",
+                          "%s is not a directory (the administrator must fix it)", shown);
+        return -1;
+    }
+    *r = maildir_errno(err, e, "open", shown);
+    return -1;
+}
+
+/* "SECONDS.MusecPpidQcounterRrandom.host" into name. */
+static void maildir_name(char *name, size_t size, const char *hostname)
+{
+    char host[MAILDIR_HOST_MAX + 1];
+    size_t h = 0;
+    struct timespec ts;
+    uint64_t rnd = 0;
+    unsigned n = atomic_fetch_add(&maildir_counter, 1u);
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+        rnd = ((uint64_t)ts.tv_nsec << 20) ^ ((uint64_t)getpid() << 40) ^
+              ((uint64_t)n * 0x9e3779b97f4a7c15ull);
+    if (!hostname || !*hostname)
+        hostname = "localhost";
+    for (const char *p = hostname; *p && h < MAILDIR_HOST_MAX; p++) {
+        unsigned char c = (unsigned char)*p;
+        const char *esc = c == '/' ? "\\057" : c == ':' ? "\\072" : NULL;
+        if (esc) {
+            if (h + 4 > MAILDIR_HOST_MAX)
+                break;
+            memcpy(host + h, esc, 4);
+            h += 4;
+        } else {
+            host[h++] = c > 0x20 && c < 0x7f ? (char)c : '_';
+        }
+    }
+    host[h] = '\0';
+    snprintf(name, size, "%lld.M%06ldP%ldQ%uR%016llx.%s", (long long)ts.tv_sec, ts.tv_nsec / 1000,
+             (long)getpid(), n, (unsigned long long)rnd, host);
+}
+
+static int maildir_write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void maildir_unlink(int dirfd, const char *name, const char *where)
+{
+    if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT)
+        log_warn("maildir: cannot remove %s/%s: %s", where, name, strerror(errno));
+}
+
+/*
+ * Write the message into tmp/name: OK, or TEMP/PERM with err filled and the
+ * file removed.  *taken is set (and nothing filled) when the name exists.
+ */
+static enum courier_result maildir_write(int tfd, const char *name, const char *prefix,
+                                         const char *msg, size_t len, bool *taken,
+                                         struct courier_error *err)
+{
+    char chunk[32768];
+    struct courier_lf rd;
+    struct stat st;
+    enum courier_result r;
+    size_t n;
+    int fd;
+
+    *taken = false;
+    fd = openat(tfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST) {
+            *taken = true;
+            return COURIER_TEMP;
+        }
+        return maildir_errno(err, errno, "create a file in", "the Maildir's tmp/");
+    }
+    courier_lf_init(&rd, prefix, prefix ? strlen(prefix) : 0, msg, len, true);
+    while ((n = courier_lf_read(&rd, chunk, sizeof(chunk))) > 0) {
+        if (maildir_write_all(fd, chunk, n) != 0) {
+            r = maildir_errno(err, errno, "write", "the message");
+            goto fail;
+        }
+    }
+    if (fsync(fd) != 0) {
+        r = maildir_errno(err, errno, "fsync", "the message");
+        goto fail;
+    }
+    if (fstat(fd, &st) != 0) {
+        r = maildir_errno(err, errno, "fstat", "the message");
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        r = courier_fail(err, COURIER_PERM, "5.2.0",
+                         "mailbox refused: the new file in tmp/ is not a regular file with one "
+                         "link (%lu links)",
+                         (unsigned long)st.st_nlink);
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        r = maildir_errno(err, errno, "close", "the message");
+        goto fail;
+    }
+    return COURIER_OK;
+fail:
+    maildir_close(&fd);
+    maildir_unlink(tfd, name, "tmp");
+    return r;
+}
+
+/* tmp/name -> new/name, never replacing anything.  0, or -1 with errno set. */
+static int maildir_move(int tfd, int nfd, const char *name)
+{
+    if (linkat(tfd, name, nfd, name, 0) == 0) {
+        maildir_unlink(tfd, name, "tmp");
+        return 0;
+    }
+    if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS && errno != EMLINK)
+        return -1;
+    /* file systems without hard links */
+    if (renameat2(tfd, name, nfd, name, RENAME_NOREPLACE) == 0)
+        return 0;
+    return -1;
+}
+
+enum courier_result maildir_deliver(const char *path, const char *prefix, const char *msg,
+                                    size_t len, const char *hostname, struct courier_error *err)
+{
+    char dir[PATH_MAX], name[MAILDIR_NAME_MAX];
+    int mfd = -1, tfd = -1, nfd = -1, cfd = -1;
+    bool made_maildir = false, made_sub = false;
+    enum courier_result r = COURIER_TEMP;
+    size_t plen = path ? strlen(path) : 0;
+    int e;
+
+    courier_error_clear(err);
+    while (plen > 1 && path[plen - 1] == '/')
+        plen--;
+    if (plen == 0 || plen >= sizeof(dir))
+        return courier_fail(err, COURIER_TEMP, "4.3.5", "bad Maildir path (empty or too long)");
+    memcpy(dir, path, plen);
+    dir[plen] = '\0';
+
+    mfd = maildir_dir(AT_FDCWD, dir, dir, &made_maildir, &r, err);
+    if (mfd < 0)
+        return r;
+    if (made_maildir) {
+        /* make the new Maildir's name durable in its parent */
+        char parent[PATH_MAX];
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            memcpy(parent, ".", 2);
+        else if (slash == dir)
+            memcpy(parent, "/", 2);
+        else {
+            memcpy(parent, dir, (size_t)(slash - dir));
+            parent[slash - dir] = '\0';
+        }
+        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pfd < 0 || fsync(pfd) != 0) {
+            r = maildir_errno(err, errno, "fsync the parent of", dir);
+            maildir_close(&pfd);
+            goto out;
+        }
+        maildir_close(&pfd);
+    }
+    tfd = maildir_dir(mfd, "tmp", "the Maildir's tmp/", &made_sub, &r, err);
+    if (tfd >= 0)
+        nfd = maildir_dir(mfd, "new", "the Maildir's new/", &made_sub, &r, err);
+    if (nfd >= 0)
+        cfd = maildir_dir(mfd, "cur", "the Maildir's cur/", &made_sub, &r, err);
+    if (cfd < 0)
+        goto out;
+    if (made_sub && fsync(mfd) != 0) {
+        r = maildir_errno(err, errno, "fsync", dir);
+        goto out;
+    }
+
+    for (int tries = 0;; tries++) {
+        bool taken;
+        maildir_name(name, sizeof(name), hostname);
+        r = maildir_write(tfd, name, prefix, msg, len, &taken, err);
+        if (r == COURIER_OK)
+            break;
+        if (!taken)
+            goto out;
+        if (tries + 1 == MAILDIR_TRIES) {
+            r = courier_fail(err, COURIER_TEMP, "4.3.0",
+                             "no unique file name in the Maildir's tmp/ after %d tries",
+                             MAILDIR_TRIES);
+            goto out;
+        }
+    }
+    if (maildir_move(tfd, nfd, name) != 0) {
+        e = errno;
+        maildir_unlink(tfd, name, "tmp");
+        r = maildir_errno(err, e, "move the message into", "the Maildir's new/");
+        goto out;
+    }
+    if (fsync(nfd) != 0) {
+        e = errno;
+        maildir_unlink(nfd, name, "new"); /* not known to be durable: the queue retries */
+        r = maildir_errno(err, e, "fsync", "the Maildir's new/");
+        goto out;
+    }
+    r = COURIER_OK;
+    courier_error_clear(err);
+out:
+    maildir_close(&cfd);
+    maildir_close(&nfd);
+    maildir_close(&tfd);
+    maildir_close(&mfd);
+    return r;
+}

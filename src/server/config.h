@@ -1,0 +1,148 @@
+/*
+ * config.h - tern.conf, the one INI file of `tern serve`, and the list of
+ * problems found while reading it (or any other file of the server's
+ * configuration: users, aliases).
+ *
+ * Sections and keys (defaults in brackets; docs/CONFIG.md has the details):
+ *
+ *   [server]  hostname     [the system host name]   name used in greetings and Received:
+ *             data_dir     [/var/lib/tern]          queue, mail, domains/ (relative: to the file)
+ *             max_size     [25M]                    message size limit (K, M, G suffixes)
+ *             max_rcpts    [100]                    recipients per message
+ *             max_errors   [10]                     protocol errors before a session is closed
+ *             idle_timeout [5m]                     per command
+ *   [listen]  smtp         [127.0.0.1:25]           space-separated host:port list, "off"
+ *             submission   [off]                    port 587 style: STARTTLS, AUTH required
+ *             submissions  [off]                    port 465 style: implicit TLS, AUTH required
+ *   [tls]     cert, key    [none]                   PEM files; both or neither
+ *   [queue]   max_items    [10000]                  items in the queue (then 452)
+ *             min_free_space [100M]                 free disk space kept (then 452)
+ *             retry        [1m 5m 15m 30m 1h 2h 4h] delays between attempts (last repeats)
+ *             give_up      [5d]                     then the remaining recipients fail
+ *             delay_warning [4h]                    "delayed" DSN after this long, or "off"
+ *   [local]   delivery     [maildir]                maildir | mda
+ *             mda_command  [none]                   argv template, %from% %to% %to_user%
+ * %to_domain% mda_timeout  [5m] maildir_path [DATA_DIR/mail/%domain%/%user%/Maildir] drop_chars [.]
+ * removed from local parts before lookup suffix_separators [+]                 "user+tag" is "user"
+ *   [relay]   senders_must_match [true]             authenticated users send only as their domain
+ *
+ * Invariants: a struct conf is plain data with fixed-size fields (it can be
+ * copied and swapped on reload, nothing to free); after a successful load
+ * every field holds a valid value.  Errors are collected, never printed
+ * here: every problem of the file, each as "FILE:LINE: what" ("FILE: what"
+ * when no line applies), up to CONF_ERRORS_MAX.
+ */
+#ifndef TERN_SERVER_CONFIG_H
+#define TERN_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONF_DEFAULT_PATH "/etc/tern/tern.conf"
+#define CONF_FILE_MAX (1024 * 1024) /* tern.conf larger than this is refused */
+#define CONF_LINE_MAX 1024          /* characters per line, newline excluded */
+#define CONF_STR_MAX 1024           /* paths, commands */
+#define CONF_HOST_MAX 255
+#define CONF_LISTEN_MAX 8 /* addresses per [listen] key */
+#define CONF_RETRY_MAX 32 /* entries of [queue] retry */
+#define CONF_CHARS_MAX 16 /* drop_chars, suffix_separators */
+#define CONF_ERRORS_MAX 1000
+
+/* Problems found in configuration files, in the order found. */
+struct conf_errors {
+    char **v; /* each "FILE:LINE: what", owned */
+    size_t n;
+    bool truncated; /* more than CONF_ERRORS_MAX: the rest were dropped */
+};
+
+/* Record one problem; line 0 means the file as a whole.  Never fails (OOM is fatal). */
+__attribute__((format(printf, 4, 5))) void conf_error(struct conf_errors *e, const char *file,
+                                                      unsigned line, const char *fmt, ...);
+void conf_errors_free(struct conf_errors *e);
+
+struct conf_listen {
+    char text[64]; /* as written, e.g. "[::1]:587" */
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
+struct conf_listeners {
+    struct conf_listen v[CONF_LISTEN_MAX];
+    size_t n; /* 0: off */
+};
+
+enum conf_delivery { CONF_DELIVERY_MAILDIR = 0, CONF_DELIVERY_MDA };
+
+struct conf {
+    char path[CONF_STR_MAX]; /* the file read ("" when parsed from a string) */
+    /* [server] */
+    char hostname[CONF_HOST_MAX + 1];
+    char data_dir[CONF_STR_MAX]; /* absolute when loaded from a file */
+    uint64_t max_size;           /* octets */
+    uint32_t max_rcpts;
+    uint32_t max_errors;
+    uint64_t idle_timeout_ms;
+    /* [listen] */
+    struct conf_listeners smtp, submission, submissions;
+    /* [tls] ("" when unset) */
+    char tls_cert[CONF_STR_MAX];
+    char tls_key[CONF_STR_MAX];
+    /* [queue] */
+    uint64_t queue_max_items;
+    uint64_t queue_min_free; /* octets */
+    uint64_t retry_ms[CONF_RETRY_MAX];
+    size_t n_retry; /* >= 1, non-decreasing */
+    uint64_t give_up_ms;
+    uint64_t delay_warning_ms; /* 0: off; else < give_up_ms */
+    /* [local] */
+    enum conf_delivery delivery;
+    char mda_command[CONF_STR_MAX]; /* "" unless delivery = mda */
+    uint64_t mda_timeout_ms;
+    char maildir_path[CONF_STR_MAX]; /* template with %user% (and maybe %domain%) */
+    char drop_chars[CONF_CHARS_MAX + 1];
+    char suffix_separators[CONF_CHARS_MAX + 1];
+    /* [relay] */
+    bool senders_must_match;
+};
+
+/* Fill *c with every default (hostname from gethostname(2), "" if unusable). */
+void conf_defaults(struct conf *c);
+
+/*
+ * Parse tern.conf text (len octets, NUL bytes are reported, not trusted).
+ * name is the file name used in messages; base_dir (may be NULL) is what a
+ * relative data_dir is relative to.  Touches no file.  Returns 0, or -1
+ * when at least one problem was added to *e (then *c holds defaults for
+ * what was wrong).
+ */
+int conf_parse_string(const char *text, size_t len, const char *name, const char *base_dir,
+                      struct conf *c, struct conf_errors *e);
+
+/*
+ * Read and parse the file at path (relative data_dir: relative to the
+ * file's folder), then check the files it names (TLS certificate and key
+ * readable).  Returns 0, or -1 with every problem in *e.
+ */
+int conf_load(const char *path, struct conf *c, struct conf_errors *e);
+
+/*
+ * The Maildir of user@domain: maildir_path with %user% and %domain%
+ * replaced.  user and domain must be non-empty, without '/', and not start
+ * with '.'.  Returns 0, or -1 (bad value, or does not fit in size).
+ */
+int conf_maildir_path(const struct conf *c, const char *user, const char *domain, char *out,
+                      size_t size);
+
+/*
+ * Read a whole regular file of at most max octets into *out (malloc'd,
+ * NUL-terminated; *len excludes the NUL).  Returns 0, or -1 with errno set
+ * (ENOENT for a missing file) and a short reason in why.
+ */
+int conf_read_file(const char *path, size_t max, char **out, size_t *len, char *why, size_t whylen);
+
+/* The config path to use: --config value if given, else $TERN_CONFIG, else the default. */
+const char *conf_default_path(const char *from_option);
+
+#endif

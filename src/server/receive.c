@@ -1,0 +1,300 @@
+/*
+ * receive.c - what `tern serve` accepts, and the promise behind its 250.
+ *
+ * Policy at each step: AUTH against the users files; MAIL from an
+ * authenticated user only as one of its own addresses (when
+ * senders_must_match), and only while the queue has room (452 4.3.1);
+ * RCPT to a local user or alias (550 5.1.1 otherwise), to another domain
+ * only for authenticated sessions (554 5.7.1), never to an address that
+ * plays routing tricks ('%', '!', source routes, quoted '@').
+ *
+ * At end of data: too many Received: fields is a loop (554 5.4.6);
+ * otherwise the recipients are expanded through the aliases into delivery
+ * targets, a Received: field is prepended (naming the recipient only when
+ * there is one), and the message and its envelope are committed to the
+ * queue on a worker thread (written, fsynced, renamed, directory fsynced).
+ * The session waits (SMTP_V_PENDING) and answers 250 only after that
+ * commit; a full disk answers 452, any other failure 451.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/header.h"
+#include "core/log.h"
+#include "server/aliases.h"
+#include "server/serve.h"
+#include "server/workers.h"
+#include "smtp/session.h"
+
+#define RECEIVE_MAX_HOPS 30
+
+int receive_target(const struct conf *c, int kind, const char *user, const char *domain,
+                   const char *value, char *out, size_t size)
+{
+    char path[CONF_STR_MAX];
+    switch (kind) {
+    case ALIAS_LOCAL:
+        if (c->delivery == CONF_DELIVERY_MDA) {
+            snprintf(out, size, "mda");
+            return 0;
+        }
+        if (conf_maildir_path(c, user, domain, path, sizeof(path)) < 0)
+            return -1;
+        return snprintf(out, size, "maildir:%s", path) < (int)size ? 0 : -1;
+    case ALIAS_PIPE:
+        return snprintf(out, size, "pipe:%s", value) < (int)size ? 0 : -1;
+    default:
+        snprintf(out, size, "smtp");
+        return 0;
+    }
+}
+
+int receive_expand(struct serve *sv, const struct policy *p, struct envelope *env, const char *rcpt,
+                   const char *orig, unsigned notify, const char *orcpt)
+{
+    struct alias_result r;
+    char target[CONF_STR_MAX + 16];
+    int st = alias_resolve_str(p, rcpt, &r);
+    int added = 0;
+
+    if (st == ALIAS_OK || st == ALIAS_NOT_LOCAL) {
+        for (size_t i = 0; i < r.n; i++) {
+            const struct alias_target *t = &r.v[i];
+            if (receive_target(&sv->conf, t->kind, t->user, t->domain, t->value, target,
+                               sizeof(target)) < 0) {
+                log_warn("%s: no usable mailbox path for %s", rcpt, t->value);
+                continue;
+            }
+            const char *addr = t->kind == ALIAS_PIPE ? rcpt : t->value;
+            bool dup = false;
+            for (size_t k = 0; k < env->nrcpt && !dup; k++)
+                dup = strcmp(env->rcpts[k].addr, addr) == 0 &&
+                      strcmp(env->rcpts[k].target, target) == 0;
+            if (dup)
+                continue;
+            struct env_rcpt *er = envelope_add_rcpt(env, addr, orig, target);
+            er->notify = notify;
+            if (orcpt && *orcpt)
+                envelope_set(&er->orcpt, orcpt);
+            added++;
+        }
+        for (size_t i = 0; i < r.n_notes; i++)
+            log_warn("%s: %s", rcpt, r.notes[i]);
+    }
+    alias_result_free(&r);
+    return added;
+}
+
+/* ---- hooks ----------------------------------------------------------------- */
+
+static void receive_auth(void *ctx, struct smtp_session *s, const char *user, const char *pass,
+                         struct smtp_verdict *v)
+{
+    struct serve *sv = ctx;
+    struct policy_ref *pr = serve_policy_get(sv);
+    bool ok = policy_auth(&pr->p, user, pass);
+    serve_policy_put(pr);
+    if (ok)
+        smtp_verdict_set(v, 235, "2.7.0", "Authentication successful");
+    log_info("session %llu: AUTH %s for %s", (unsigned long long)smtp_session_id(s),
+             ok ? "ok" : "failed", user);
+}
+
+static void receive_mail(void *ctx, struct smtp_session *s, const struct mail_params *p,
+                         struct smtp_verdict *v)
+{
+    struct serve *sv = ctx;
+    const char *login = smtp_session_auth_user(s);
+    char why[256];
+
+    if (sv->stopping) {
+        smtp_verdict_set(v, 421, "4.3.2", "%s Service shutting down", sv->conf.hostname);
+        v->action = SMTP_V_REPLY_CLOSE;
+        return;
+    }
+    if (login && sv->conf.senders_must_match && !p->from.is_null) {
+        struct policy_ref *pr = serve_policy_get(sv);
+        bool ok = policy_sender_allowed(&pr->p, login, &p->from);
+        serve_policy_put(pr);
+        if (!ok) {
+            smtp_verdict_set(v, 553, "5.7.1", "Sender address not owned by user %s", login);
+            return;
+        }
+    }
+    struct qstore_limits lim = {.min_free_bytes = sv->conf.queue_min_free,
+                                .max_items = (size_t)sv->conf.queue_max_items};
+    if (qstore_check_room(sv->store, &lim, p->size_given ? p->size : 0, why, sizeof(why)) < 0) {
+        log_warn("session %llu: refusing mail: %s", (unsigned long long)smtp_session_id(s), why);
+        smtp_verdict_set(v, 452, "4.3.1", "Insufficient system storage");
+    }
+}
+
+static void receive_rcpt(void *ctx, struct smtp_session *s, const struct rcpt_params *p,
+                         struct smtp_verdict *v)
+{
+    struct serve *sv = ctx;
+    struct alias_result r;
+    char addr[ADDR_PATH_MAX + 1];
+    struct policy_ref *pr = serve_policy_get(sv);
+    int st = alias_resolve(&pr->p, &p->to, &r);
+    serve_policy_put(pr);
+    alias_result_free(&r);
+    addr_format(&p->to, addr, sizeof(addr));
+
+    switch (st) {
+    case ALIAS_OK:
+        return;
+    case ALIAS_NOT_LOCAL:
+        if (smtp_session_auth_user(s))
+            return;
+        smtp_verdict_set(v, 554, "5.7.1", "<%s>: Relay access denied", addr);
+        break;
+    case ALIAS_UNKNOWN:
+        smtp_verdict_set(v, 550, "5.1.1", "<%s>: Recipient address rejected: no such user", addr);
+        break;
+    case ALIAS_ELOOP:
+        smtp_verdict_set(v, 550, "5.4.6", "<%s>: Alias loop", addr);
+        break;
+    case ALIAS_EUNSAFE:
+        smtp_verdict_set(v, 554, "5.7.1", "<%s>: Relay access denied", addr);
+        break;
+    default:
+        smtp_verdict_set(v, 553, "5.1.3", "<%s>: Bad recipient address syntax", addr);
+        break;
+    }
+    log_info("session %llu: RCPT <%s> refused: %s", (unsigned long long)smtp_session_id(s), addr,
+             alias_status_str(st));
+}
+
+struct commit_job {
+    struct serve *sv;
+    struct smtp_server *srv;
+    uint64_t session_id;
+    struct envelope *env;
+    struct buf msg;
+    int rc, err;
+    char why[256];
+};
+
+static void commit_run(void *arg)
+{
+    struct commit_job *j = arg;
+    j->rc = qstore_commit(j->sv->store, j->env, j->msg.p, j->msg.len, j->why, sizeof(j->why));
+    j->err = errno;
+}
+
+static void commit_done(void *arg)
+{
+    struct commit_job *j = arg;
+    struct smtp_verdict v;
+    memset(&v, 0, sizeof(v));
+    if (j->rc == 0) {
+        j->sv->accepted++;
+        smtp_verdict_set(&v, 250, "2.0.0", "Ok: queued as %s", j->env->id);
+        log_info("queued id=%s from=<%s> rcpts=%zu size=%zu session=%llu", j->env->id,
+                 j->env->sender, j->env->nrcpt, j->msg.len, (unsigned long long)j->session_id);
+        if (smtp_server_resume(j->srv, j->session_id, &v) < 0)
+            log_warn("queued id=%s but session %llu is gone: the client may send it again",
+                     j->env->id, (unsigned long long)j->session_id);
+        sched_add(j->sv->sched, j->env);
+        j->env = NULL;
+    } else {
+        j->sv->refused++;
+        log_warn("session %llu: queue commit failed: %s", (unsigned long long)j->session_id,
+                 j->why);
+        if (j->err == ENOSPC || j->err == EDQUOT)
+            smtp_verdict_set(&v, 452, "4.3.1", "Insufficient system storage");
+        else
+            smtp_verdict_set(&v, 451, "4.3.0", "Local error in processing");
+        smtp_server_resume(j->srv, j->session_id, &v);
+    }
+    if (j->env) {
+        envelope_free(j->env);
+        free(j->env);
+    }
+    buf_free(&j->msg);
+    free(j);
+}
+
+/* "Received: from HELO (PEER) by HOST (tern) with ESMTPSA id ID for <rcpt>; DATE" */
+static void receive_received(struct serve *sv, struct smtp_session *s, const struct smtp_txn *t,
+                             struct buf *out)
+{
+    char date[64], line[1024], rcpt[ADDR_PATH_MAX + 1];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    const char *with = smtp_session_tls(s) ? (smtp_session_auth_user(s) ? "ESMTPSA" : "ESMTPS")
+                                           : (smtp_session_auth_user(s) ? "ESMTPA" : "ESMTP");
+    int n = snprintf(line, sizeof(line), "Received: from %s (%s)\r\n\tby %s (tern) with %s",
+                     smtp_session_helo(s), smtp_session_peer(s), sv->conf.hostname, with);
+    if (t->nrcpt == 1) {
+        addr_format(&t->rcpts[0].to, rcpt, sizeof(rcpt));
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n\tfor <%s>", rcpt);
+    }
+    n += snprintf(line + n, sizeof(line) - (size_t)n, "; %s\r\n", date);
+    if (n >= (int)sizeof(line))
+        n = (int)sizeof(line) - 1;
+    buf_append(out, line, (size_t)n);
+}
+
+static void receive_message(void *ctx, struct smtp_session *s, struct smtp_txn *t,
+                            struct smtp_verdict *v)
+{
+    struct serve *sv = ctx;
+    char addr[ADDR_PATH_MAX + 1];
+
+    if (header_count(t->body.p, t->body.len, "Received") > RECEIVE_MAX_HOPS) {
+        smtp_verdict_set(v, 554, "5.4.6", "Too many hops: mail loop detected");
+        return;
+    }
+    struct envelope *env = calloc(1, sizeof(*env));
+    struct commit_job *j = calloc(1, sizeof(*j));
+    if (!env || !j)
+        fatal("out of memory");
+    envelope_init(env);
+    addr_format(&t->mail.from, addr, sizeof(addr));
+    envelope_set(&env->sender, addr);
+    env->created = time(NULL);
+    env->next_attempt = env->created;
+    env->ret = t->mail.ret;
+    envelope_set(&env->envid, t->mail.envid);
+    env->smtputf8 = t->mail.smtputf8;
+    env->eightbitmime = t->mail.body == BODY_8BITMIME;
+    envelope_set(&env->helo, smtp_session_helo(s));
+    envelope_set(&env->peer, smtp_session_peer(s));
+    const char *au = smtp_session_auth_user(s);
+    envelope_set(&env->auth_user, au ? au : "");
+    struct policy_ref *pr = serve_policy_get(sv);
+    for (size_t i = 0; i < t->nrcpt; i++) {
+        addr_format(&t->rcpts[i].to, addr, sizeof(addr));
+        receive_expand(sv, &pr->p, env, addr, addr, t->rcpts[i].notify, t->rcpts[i].orcpt);
+    }
+    serve_policy_put(pr);
+    if (env->nrcpt == 0) {
+        envelope_free(env);
+        free(env);
+        free(j);
+        smtp_verdict_set(v, 550, "5.1.1", "No deliverable recipient");
+        return;
+    }
+    receive_received(sv, s, t, &j->msg);
+    buf_append(&j->msg, t->body.p, t->body.len);
+    j->sv = sv;
+    j->srv = smtp_session_server(s);
+    j->session_id = smtp_session_id(s);
+    j->env = env;
+    v->action = SMTP_V_PENDING;
+    workers_submit(sv->commit_pool, commit_run, commit_done, j);
+}
+
+const struct smtp_hooks receive_hooks = {
+    .on_auth = receive_auth,
+    .on_mail = receive_mail,
+    .on_rcpt = receive_rcpt,
+    .on_message = receive_message,
+};

@@ -1,0 +1,374 @@
+/*
+ * sched.c - the schedule of queued items: who is tried when, and what
+ * happens after each attempt.
+ *
+ * The loop thread owns the list of items; an item being delivered is
+ * "busy" and only its worker touches its envelope until the worker's done()
+ * runs back on the loop.  An attempt (on a delivery worker) runs the
+ * courier of every pending recipient (Maildir, MDA, pipe; remote SMTP
+ * arrives with the next part), records each result in the envelope, and
+ * then either removes the finished item (after queueing one DSN for its
+ * failed recipients, RFC 3464) or rewrites its envelope with the next
+ * attempt time from the retry table (+-10 % jitter).  Past give_up the
+ * remaining recipients fail with 4.4.7; past delay_warning the sender gets
+ * one "delayed" DSN.  The envelope is rewritten (fsynced) before the item is
+ * released, so a crash repeats at most the last attempt, never loses one.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "deliver/maildir.h"
+#include "deliver/mda.h"
+#include "deliver/pipe.h"
+#include "queue/dsn.h"
+#include "server/serve.h"
+#include "server/workers.h"
+
+#define SCHED_TICK_MS 500
+
+struct sched_item {
+    struct envelope *env;
+    bool busy;
+    struct sched_item *prev, *next;
+};
+
+struct sched {
+    struct serve *sv;
+    struct sched_item *head;
+    size_t n, busy, max_busy;
+    struct event *timer;
+    uint64_t rng;
+    bool retry_now;
+};
+
+struct deliver_job {
+    struct sched *s;
+    struct sched_item *item;
+    struct policy_ref *pr;
+    struct envelope *dsn; /* a DSN queued by this attempt, for the schedule */
+    bool removed;
+    double jitter;
+};
+
+static void sched_kick(struct sched *s);
+
+/* ---- one attempt, on a delivery worker --------------------------------------- */
+
+/* Create the missing folders above a Maildir (0700 each); the Maildir itself is
+ * made by maildir_deliver(), which also refuses symlinks there. */
+static void deliver_mkparents(const char *maildir)
+{
+    char p[CONF_STR_MAX];
+    snprintf(p, sizeof(p), "%s", maildir);
+    char *slash = strrchr(p, '/');
+    if (!slash || slash == p)
+        return;
+    *slash = '\0';
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+            return;
+        *q = '/';
+    }
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        log_debug("mkdir %s: %s", p, strerror(errno));
+}
+
+static enum courier_result deliver_rcpt(struct serve *sv, const struct envelope *env,
+                                        const struct env_rcpt *r, const struct buf *msg,
+                                        struct courier_error *err)
+{
+    char prefix[2 * ADDR_PATH_MAX + 64], user[ADDR_LOCAL_MAX + 1] = "", domain[256] = "";
+    const char *at = strrchr(r->addr, '@');
+    if (at && (size_t)(at - r->addr) < sizeof(user)) {
+        memcpy(user, r->addr, (size_t)(at - r->addr));
+        user[at - r->addr] = '\0';
+        snprintf(domain, sizeof(domain), "%s", at + 1);
+    }
+    struct courier_vars vars = {.from = env->sender,
+                                .to = r->addr,
+                                .to_user = user,
+                                .to_domain = domain,
+                                .orig_to = r->orig};
+    snprintf(prefix, sizeof(prefix), "Return-Path: <%s>\r\nDelivered-To: %s\r\n", env->sender,
+             r->addr);
+    courier_error_clear(err);
+    if (strncmp(r->target, "maildir:", 8) == 0) {
+        deliver_mkparents(r->target + 8);
+        return maildir_deliver(r->target + 8, prefix, msg->p, msg->len, sv->conf.hostname, err);
+    }
+    if (strcmp(r->target, "mda") == 0)
+        return mda_deliver(sv->conf.mda_command, &vars, prefix, msg->p, msg->len,
+                           (unsigned)(sv->conf.mda_timeout_ms / 1000), err);
+    if (strncmp(r->target, "pipe:", 5) == 0)
+        return pipe_deliver(r->target + 5, &vars, prefix, msg->p, msg->len, err);
+    return courier_fail(err, COURIER_TEMP, "4.4.0",
+                        "delivery to other servers is not available in this version");
+}
+
+/* Queue a DSN of kind about env (from the null sender, to env's sender). */
+static struct envelope *deliver_dsn(struct sched *s, struct policy_ref *pr,
+                                    const struct envelope *env, enum dsn_kind kind,
+                                    const struct buf *msg, int64_t now)
+{
+    struct serve *sv = s->sv;
+    struct dsn_info info = {.hostname = sv->conf.hostname, .kind = kind, .now = now};
+    if (kind == DSN_DELAYED) /* the configured warning goes to every sender */
+        info.default_notify = NOTIFY_FAILURE | NOTIFY_DELAY;
+    if (kind == DSN_DELAYED)
+        info.retry_until = env->created + (int64_t)(sv->conf.give_up_ms / 1000);
+    if (!dsn_wanted(&info, env))
+        return NULL;
+    struct buf out = {0};
+    dsn_build(&info, env, msg->p, msg->len, &out);
+    struct envelope *d = calloc(1, sizeof(*d));
+    if (!d)
+        fatal("out of memory");
+    envelope_init(d);
+    envelope_set(&d->sender, "");
+    d->created = d->next_attempt = now;
+    envelope_set(&d->helo, sv->conf.hostname);
+    envelope_set(&d->peer, "local");
+    envelope_set(&d->auth_user, "");
+    char why[256];
+    if (receive_expand(sv, &pr->p, d, env->sender, env->sender, 0, "") == 0 ||
+        qstore_commit(sv->store, d, out.p, out.len, why, sizeof(why)) < 0) {
+        log_error("id=%s: cannot queue the %s notice to <%s>", env->id,
+                  kind == DSN_FAILED ? "failure" : "delay", env->sender);
+        envelope_free(d);
+        free(d);
+        d = NULL;
+    } else {
+        log_info("id=%s: %s notice to <%s> queued as %s", env->id,
+                 kind == DSN_FAILED ? "failure" : "delay", env->sender, d->id);
+    }
+    buf_free(&out);
+    return d;
+}
+
+static void deliver_run(void *arg)
+{
+    struct deliver_job *j = arg;
+    struct serve *sv = j->s->sv;
+    struct envelope *env = j->item->env;
+    struct buf msg = {0};
+    char why[256];
+    int64_t now = time(NULL);
+
+    if (qstore_read_msg(sv->store, env->id, &msg, why, sizeof(why)) < 0) {
+        log_error("id=%s: %s; trying again later", env->id, why);
+        env->next_attempt = now + 60;
+        return;
+    }
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        struct env_rcpt *r = &env->rcpts[i];
+        struct courier_error err;
+        char text[800];
+        if (r->status != ENV_RCPT_PENDING)
+            continue;
+        enum courier_result res = deliver_rcpt(sv, env, r, &msg, &err);
+        snprintf(text, sizeof(text), "%s %s", err.status, err.text);
+        envelope_rcpt_result(r,
+                             res == COURIER_OK     ? ENV_RCPT_SENT
+                             : res == COURIER_PERM ? ENV_RCPT_FAILED
+                                                   : ENV_RCPT_PENDING,
+                             now, res == COURIER_OK ? "" : text);
+        log_info("id=%s to=<%s> via=%.*s %s%s%s", env->id, r->addr, (int)strcspn(r->target, ":"),
+                 r->target,
+                 res == COURIER_OK     ? "delivered"
+                 : res == COURIER_PERM ? "failed: "
+                                       : "deferred: ",
+                 res == COURIER_OK ? "" : "", res == COURIER_OK ? "" : text);
+    }
+    size_t pending = envelope_count(env, ENV_RCPT_PENDING);
+    if (pending && now >= env->created + (int64_t)(sv->conf.give_up_ms / 1000)) {
+        for (size_t i = 0; i < env->nrcpt; i++) {
+            struct env_rcpt *r = &env->rcpts[i];
+            if (r->status != ENV_RCPT_PENDING)
+                continue;
+            char text[ENV_VALUE_MAX];
+            snprintf(text, sizeof(text), "4.4.7 delivery time expired; last error: %.3000s",
+                     r->error);
+            r->status = ENV_RCPT_FAILED;
+            envelope_set(&r->error, text);
+        }
+        pending = 0;
+    }
+    if (pending) {
+        unsigned attempts = 0;
+        for (size_t i = 0; i < env->nrcpt; i++)
+            if (env->rcpts[i].status == ENV_RCPT_PENDING && env->rcpts[i].attempts > attempts)
+                attempts = env->rcpts[i].attempts;
+        size_t k = attempts ? attempts - 1 : 0;
+        if (k >= sv->conf.n_retry)
+            k = sv->conf.n_retry - 1;
+        int64_t delay = (int64_t)((double)sv->conf.retry_ms[k] * j->jitter / 1000.0);
+        env->next_attempt = now + (delay > 0 ? delay : 1);
+        if (sv->conf.delay_warning_ms && !env->delay_warned &&
+            now - env->created >= (int64_t)(sv->conf.delay_warning_ms / 1000)) {
+            j->dsn = deliver_dsn(j->s, j->pr, env, DSN_DELAYED, &msg, now);
+            env->delay_warned = true;
+        }
+        if (qstore_update(sv->store, env, why, sizeof(why)) < 0)
+            log_error("id=%s: cannot record the attempt: %s", env->id, why);
+    } else {
+        if (envelope_count(env, ENV_RCPT_FAILED))
+            j->dsn = deliver_dsn(j->s, j->pr, env, DSN_FAILED, &msg, now);
+        if (qstore_remove(sv->store, env->id, why, sizeof(why)) < 0)
+            log_error("id=%s: cannot remove the finished item: %s", env->id, why);
+        j->removed = true;
+    }
+    buf_free(&msg);
+}
+
+static void sched_unlink(struct sched *s, struct sched_item *it)
+{
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        s->head = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    s->n--;
+}
+
+static void deliver_done(void *arg)
+{
+    struct deliver_job *j = arg;
+    struct sched *s = j->s;
+    struct sched_item *it = j->item;
+    serve_policy_put(j->pr);
+    s->busy--;
+    it->busy = false;
+    if (j->removed) {
+        log_info("id=%s: done", it->env->id);
+        sched_unlink(s, it);
+        envelope_free(it->env);
+        free(it->env);
+        free(it);
+    }
+    if (j->dsn)
+        sched_add(s, j->dsn);
+    free(j);
+    if (!s->sv->stopping)
+        sched_kick(s);
+}
+
+/* ---- the schedule -------------------------------------------------------------- */
+
+static void sched_kick(struct sched *s)
+{
+    int64_t now = time(NULL);
+    bool all = s->retry_now;
+    s->retry_now = false;
+    for (struct sched_item *it = s->head; it && s->busy < s->max_busy; it = it->next) {
+        if (it->busy || (!all && it->env->next_attempt > now))
+            continue;
+        struct deliver_job *j = calloc(1, sizeof(*j));
+        if (!j)
+            fatal("out of memory");
+        j->s = s;
+        j->item = it;
+        j->pr = serve_policy_get(s->sv);
+        j->jitter = 0.9 + 0.2 * rand_u01(&s->rng);
+        it->busy = true;
+        s->busy++;
+        workers_submit(s->sv->deliver_pool, deliver_run, deliver_done, j);
+    }
+}
+
+static void sched_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sched *s = arg;
+    if (!s->sv->stopping)
+        sched_kick(s);
+}
+
+struct sched *sched_new(struct serve *sv)
+{
+    struct sched *s = calloc(1, sizeof(*s));
+    if (!s)
+        fatal("out of memory");
+    s->sv = sv;
+    s->max_busy = 32;
+    s->rng = clock_mono_us();
+    s->timer = event_new(sv->base, -1, EV_PERSIST, sched_tick, s);
+    struct timeval tv = {0, SCHED_TICK_MS * 1000};
+    if (!s->timer || event_add(s->timer, &tv) < 0)
+        fatal("cannot arm the scheduler");
+    return s;
+}
+
+void sched_add(struct sched *s, struct envelope *env)
+{
+    struct sched_item *it = calloc(1, sizeof(*it));
+    if (!it)
+        fatal("out of memory");
+    it->env = env;
+    it->next = s->head;
+    if (s->head)
+        s->head->prev = it;
+    s->head = it;
+    s->n++;
+    if (!s->sv->stopping)
+        sched_kick(s);
+}
+
+static void sched_recovered(void *ctx, struct envelope *env)
+{
+    struct sched *s = ctx;
+    struct envelope *e = malloc(sizeof(*e));
+    if (!e)
+        fatal("out of memory");
+    *e = *env;
+    envelope_init(env);
+    sched_add(s, e);
+}
+
+void sched_recover(struct sched *s)
+{
+    struct qstore_stats st;
+    char why[256];
+    if (qstore_recover(s->sv->store, sched_recovered, s, &st, why, sizeof(why)) < 0)
+        fatal("queue %s: %s", qstore_dir(s->sv->store), why);
+    log_info("queue recovered: %zu items, %zu incomplete removed, %zu orphans removed, "
+             "%zu quarantined",
+             st.recovered, st.incomplete, st.orphans, st.quarantined);
+}
+
+void sched_retry_all(struct sched *s)
+{
+    s->retry_now = true;
+    sched_kick(s);
+}
+
+size_t sched_busy(const struct sched *s)
+{
+    return s->busy;
+}
+
+void sched_free(struct sched *s)
+{
+    if (!s)
+        return;
+    while (s->head) {
+        struct sched_item *it = s->head;
+        sched_unlink(s, it);
+        envelope_free(it->env);
+        free(it->env);
+        free(it);
+    }
+    event_free(s->timer);
+    free(s);
+}

@@ -1,0 +1,635 @@
+/*
+ * test_qstore.c - unit tests for queue/store.c in mkdtemp spools: commit,
+ * read back, update, remove; recovery after crashes simulated by writing the
+ * spool by hand (.env without end line, .msg alone, garbage .env, .env whose
+ * .msg is missing, foreign files, tmp leftovers); write/fsync failures
+ * (ENOSPC, EIO) injected through the qstore_io seam leave nothing behind;
+ * 10000 commits from 4 threads give 10000 distinct ids; room checks.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "queue/store.h"
+
+struct fixture {
+    char dir[64];
+    struct qstore *s;
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    strcpy(f->dir, "/tmp/tern-qstore-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    strcat(f->dir, "/spool"); /* qstore_open creates it */
+    char why[256];
+    f->s = qstore_open(f->dir, why, sizeof(why));
+    if (!f->s)
+        fail_msg("qstore_open: %s", why);
+    log_set_level(LOG_ERROR);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    qstore_close(f->s);
+    char *slash = strrchr(f->dir, '/');
+    *slash = '\0';
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void make_env(struct envelope *env, const char *rcpt)
+{
+    envelope_init(env);
+    envelope_set(&env->sender, "alice@example.org");
+    env->created = 1712345678;
+    env->next_attempt = 1712345678;
+    envelope_add_rcpt(env, rcpt, NULL, "maildir:/tmp/x");
+}
+
+static const char msg[] = "From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n";
+
+static char *commit(struct fixture *f, const char *rcpt)
+{
+    struct envelope env;
+    char why[256];
+    make_env(&env, rcpt);
+    if (qstore_commit(f->s, &env, msg, strlen(msg), why, sizeof(why)) != 0)
+        fail_msg("commit: %s", why);
+    char *id = strdup(env.id);
+    envelope_free(&env);
+    return id;
+}
+
+static void path(const struct fixture *f, const char *sub, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s/%s", f->dir, sub, name);
+}
+
+static bool file_exists(const struct fixture *f, const char *sub, const char *name)
+{
+    char p[512];
+    struct stat st;
+    path(f, sub, name, p, sizeof(p));
+    return lstat(p, &st) == 0;
+}
+
+static void put_file(const struct fixture *f, const char *sub, const char *name, const char *data,
+                     size_t len)
+{
+    char p[512];
+    path(f, sub, name, p, sizeof(p));
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(data, 1, len, fp), len);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static size_t count_dir(const struct fixture *f, const char *sub)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", f->dir, sub);
+    DIR *d = opendir(p);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A complete, valid envelope file for id. */
+static void env_text(const char *id, bool with_end, struct buf *out)
+{
+    struct envelope env;
+    make_env(&env, "bob@example.net");
+    strcpy(env.id, id);
+    assert_int_equal(envelope_format(&env, out), 0);
+    if (!with_end)
+        out->len -= 4; /* drop "end\n" */
+    envelope_free(&env);
+}
+
+struct collected {
+    size_t n;
+    char ids[16][ENV_ID_MAX + 1];
+    struct envelope kept; /* the first one, moved out of the callback */
+};
+
+static void collect(void *ctx, struct envelope *env)
+{
+    struct collected *c = ctx;
+    if (c->n == 0) {
+        c->kept = *env; /* a move: the store must not free it */
+        envelope_init(env);
+        snprintf(c->ids[c->n++], ENV_ID_MAX + 1, "%s", c->kept.id);
+        return;
+    }
+    if (c->n < 16)
+        snprintf(c->ids[c->n], ENV_ID_MAX + 1, "%s", env->id);
+    c->n++;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_layout(void **state)
+{
+    struct fixture *f = *state;
+    char p[512];
+    struct stat st;
+    static const char *const subs[] = {"tmp", "queue", "quarantine"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/%s", f->dir, subs[i]);
+        assert_int_equal(stat(p, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 0777, 0700);
+    }
+    assert_string_equal(qstore_dir(f->s), f->dir);
+    /* reopening an existing spool works */
+    char why[128];
+    struct qstore *s2 = qstore_open(f->dir, why, sizeof(why));
+    assert_non_null(s2);
+    qstore_close(s2);
+    /* a spool where a file stands is refused with a reason */
+    put_file(f, "queue", "x", "", 0);
+    snprintf(p, sizeof(p), "%s/queue/x", f->dir);
+    assert_null(qstore_open(p, why, sizeof(why)));
+    assert_non_null(strstr(why, p));
+    unlink(p);
+}
+
+static void test_commit_read_update_remove(void **state)
+{
+    struct fixture *f = *state;
+    struct envelope env, back;
+    char why[256], name[128];
+    make_env(&env, "bob@example.net");
+    envelope_add_rcpt(&env, "carol@example.net", "list@example.net", "mda");
+    assert_int_equal(qstore_commit(f->s, &env, msg, strlen(msg), why, sizeof(why)), 0);
+    assert_true(envelope_id_valid(env.id));
+    assert_int_equal(qstore_count(f->s), 1);
+
+    snprintf(name, sizeof(name), "%s.msg", env.id);
+    assert_true(file_exists(f, "queue", name));
+    snprintf(name, sizeof(name), "%s.env", env.id);
+    assert_true(file_exists(f, "queue", name));
+    assert_int_equal(count_dir(f, "tmp"), 0);
+    assert_int_equal(count_dir(f, "queue"), 2);
+    char p[512];
+    struct stat st;
+    path(f, "queue", name, p, sizeof(p));
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    struct buf b = {0};
+    assert_int_equal(qstore_read_msg(f->s, env.id, &b, why, sizeof(why)), 0);
+    assert_int_equal(b.len, strlen(msg));
+    assert_memory_equal(b.p, msg, b.len);
+    buf_free(&b);
+    int fd = qstore_open_msg(f->s, env.id);
+    assert_true(fd >= 0);
+    char head[5] = "";
+    assert_int_equal(read(fd, head, 4), 4);
+    assert_string_equal(head, "From");
+    close(fd);
+
+    assert_int_equal(qstore_read_env(f->s, env.id, &back, why, sizeof(why)), ENV_OK);
+    assert_true(envelope_equal(&env, &back));
+    envelope_free(&back);
+
+    /* update: the recipient's outcome survives a re-read */
+    envelope_rcpt_result(&env.rcpts[0], ENV_RCPT_FAILED, 1712345999, "550 5.1.1 no such user");
+    env.next_attempt = 1712346000;
+    assert_int_equal(qstore_update(f->s, &env, why, sizeof(why)), 0);
+    assert_int_equal(count_dir(f, "tmp"), 0);
+    assert_int_equal(qstore_read_env(f->s, env.id, &back, why, sizeof(why)), ENV_OK);
+    assert_true(envelope_equal(&env, &back));
+    assert_string_equal(back.rcpts[0].error, "550 5.1.1 no such user");
+    envelope_free(&back);
+
+    /* remove: both files gone, idempotent */
+    assert_int_equal(qstore_remove(f->s, env.id, why, sizeof(why)), 0);
+    assert_int_equal(count_dir(f, "queue"), 0);
+    assert_int_equal(qstore_count(f->s), 0);
+    assert_int_equal(qstore_remove(f->s, env.id, why, sizeof(why)), 0);
+    /* an update of a removed item does not bring it back */
+    assert_int_equal(qstore_update(f->s, &env, why, sizeof(why)), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(count_dir(f, "queue"), 0);
+    assert_int_equal(qstore_read_msg(f->s, env.id, &b, why, sizeof(why)), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(qstore_read_msg(f->s, "../x", &b, why, sizeof(why)), -1);
+    assert_int_equal(errno, EINVAL);
+    envelope_free(&env);
+    buf_free(&b);
+}
+
+static void test_commit_refuses_bad_envelope(void **state)
+{
+    struct fixture *f = *state;
+    struct envelope env;
+    char why[256];
+    envelope_init(&env); /* no recipient */
+    assert_int_equal(qstore_commit(f->s, &env, msg, strlen(msg), why, sizeof(why)), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_string_equal(env.id, "");
+    assert_int_equal(count_dir(f, "queue"), 0);
+    assert_int_equal(count_dir(f, "tmp"), 0);
+    envelope_free(&env);
+}
+
+static void test_recover_complete(void **state)
+{
+    struct fixture *f = *state;
+    char *ids[3];
+    for (int i = 0; i < 3; i++)
+        ids[i] = commit(f, "bob@example.net");
+    qstore_close(f->s);
+
+    char why[256];
+    f->s = qstore_open(f->dir, why, sizeof(why));
+    assert_non_null(f->s);
+    assert_int_equal(qstore_count(f->s), 0);
+    struct collected c = {0};
+    struct qstore_stats st;
+    assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
+    assert_int_equal(c.n, 3);
+    assert_int_equal(st.recovered, 3);
+    assert_int_equal(st.incomplete + st.orphans + st.quarantined + st.errors, 0);
+    assert_int_equal(qstore_count(f->s), 3);
+    /* in id order, and the moved envelope is intact */
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(c.ids[i], ids[i]);
+    assert_string_equal(c.kept.rcpts[0].addr, "bob@example.net");
+    envelope_free(&c.kept);
+    /* nothing was changed on disk */
+    assert_int_equal(count_dir(f, "queue"), 6);
+    for (int i = 0; i < 3; i++)
+        free(ids[i]);
+}
+
+static void test_recover_crashes(void **state)
+{
+    struct fixture *f = *state;
+    struct buf t = {0};
+    char *good = commit(f, "bob@example.net");
+
+    /* crash while writing the envelope: no end line (with and without its .msg) */
+    env_text("1000000000-00000001-aaaaaaaaaaaaaaaa", false, &t);
+    put_file(f, "queue", "1000000000-00000001-aaaaaaaaaaaaaaaa.env", t.p, t.len);
+    put_file(f, "queue", "1000000000-00000001-aaaaaaaaaaaaaaaa.msg", msg, strlen(msg));
+    put_file(f, "queue", "1000000000-00000002-aaaaaaaaaaaaaaaa.env", t.p, t.len / 2);
+    /* an empty .env: crash right after create */
+    put_file(f, "queue", "1000000000-00000003-aaaaaaaaaaaaaaaa.env", "", 0);
+    /* crash before the envelope: a .msg alone */
+    put_file(f, "queue", "1000000000-00000004-aaaaaaaaaaaaaaaa.msg", msg, strlen(msg));
+    /* garbage .env with its .msg: quarantined together */
+    put_file(f, "queue", "1000000000-00000005-aaaaaaaaaaaaaaaa.env",
+             "\x7f"
+             "ELF\1\1\0garbage",
+             13);
+    put_file(f, "queue", "1000000000-00000005-aaaaaaaaaaaaaaaa.msg", msg, strlen(msg));
+    /* complete envelope whose id does not match its file name */
+    t.len = 0;
+    env_text("1000000000-00000099-bbbbbbbbbbbbbbbb", true, &t);
+    put_file(f, "queue", "1000000000-00000006-aaaaaaaaaaaaaaaa.env", t.p, t.len);
+    put_file(f, "queue", "1000000000-00000006-aaaaaaaaaaaaaaaa.msg", msg, strlen(msg));
+    /* complete envelope without its message */
+    t.len = 0;
+    env_text("1000000000-00000007-aaaaaaaaaaaaaaaa", true, &t);
+    put_file(f, "queue", "1000000000-00000007-aaaaaaaaaaaaaaaa.env", t.p, t.len);
+    /* a file that is no queue item, and leftovers in tmp/ */
+    put_file(f, "queue", "notes.txt", "hello", 5);
+    put_file(f, "tmp", "1000000000-00000008-aaaaaaaaaaaaaaaa.msg", msg, 10);
+    put_file(f, "tmp", "whatever", "x", 1);
+    /* a symlinked envelope is never followed */
+    char target[512], link[512];
+    path(f, "queue", "notes.txt", target, sizeof(target));
+    path(f, "queue", "1000000000-00000009-aaaaaaaaaaaaaaaa.env", link, sizeof(link));
+    assert_int_equal(symlink(target, link), 0);
+
+    qstore_close(f->s);
+    char why[256];
+    f->s = qstore_open(f->dir, why, sizeof(why));
+    assert_non_null(f->s);
+    struct collected c = {0};
+    struct qstore_stats st;
+    assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
+
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.ids[0], good);
+    envelope_free(&c.kept);
+    assert_int_equal(st.recovered, 1);
+    assert_int_equal(st.incomplete, 3);
+    assert_int_equal(st.orphans, 1);
+    assert_int_equal(st.tmp_removed, 2);
+    assert_int_equal(st.errors, 0);
+    /* 5 (env+msg), 6 (env+msg), 7 (env), notes.txt, 9 (the symlink) */
+    assert_int_equal(st.quarantined, 7);
+    assert_int_equal(qstore_count(f->s), 1);
+
+    /* what is left: the good item only */
+    assert_int_equal(count_dir(f, "queue"), 2);
+    assert_int_equal(count_dir(f, "tmp"), 0);
+    assert_false(file_exists(f, "queue", "1000000000-00000001-aaaaaaaaaaaaaaaa.msg"));
+    assert_false(file_exists(f, "queue", "1000000000-00000004-aaaaaaaaaaaaaaaa.msg"));
+    /* quarantined, never deleted, with the reason beside them */
+    assert_true(file_exists(f, "quarantine", "1000000000-00000005-aaaaaaaaaaaaaaaa.env"));
+    assert_true(file_exists(f, "quarantine", "1000000000-00000005-aaaaaaaaaaaaaaaa.msg"));
+    assert_true(file_exists(f, "quarantine", "1000000000-00000006-aaaaaaaaaaaaaaaa.msg"));
+    assert_true(file_exists(f, "quarantine", "1000000000-00000007-aaaaaaaaaaaaaaaa.env"));
+    assert_true(file_exists(f, "quarantine", "notes.txt"));
+    assert_true(file_exists(f, "quarantine", "1000000000-00000009-aaaaaaaaaaaaaaaa.env"));
+    char p[512];
+    path(f, "quarantine", "1000000000-00000005-aaaaaaaaaaaaaaaa.why", p, sizeof(p));
+    FILE *fp = fopen(p, "r");
+    assert_non_null(fp);
+    char line[600] = "";
+    assert_non_null(fgets(line, sizeof(line), fp));
+    fclose(fp);
+    assert_non_null(strstr(line, "queue/1000000000-00000005-aaaaaaaaaaaaaaaa.env: line 1"));
+    path(f, "quarantine", "1000000000-00000007-aaaaaaaaaaaaaaaa.why", p, sizeof(p));
+    fp = fopen(p, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(line, sizeof(line), fp));
+    fclose(fp);
+    assert_non_null(strstr(line, "message file"));
+
+    /* a second recovery finds a clean spool; a name taken in quarantine is not overwritten */
+    put_file(f, "queue", "notes.txt", "again", 5);
+    assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
+    assert_int_equal(st.recovered, 1);
+    assert_int_equal(st.quarantined, 1);
+    assert_true(file_exists(f, "quarantine", "notes.txt.1"));
+    envelope_free(&c.kept);
+    free(good);
+    buf_free(&t);
+}
+
+static void test_list_is_read_only(void **state)
+{
+    struct fixture *f = *state;
+    struct buf t = {0};
+    char *good = commit(f, "bob@example.net");
+    env_text("1000000000-00000001-aaaaaaaaaaaaaaaa", false, &t);
+    put_file(f, "queue", "1000000000-00000001-aaaaaaaaaaaaaaaa.env", t.p, t.len);
+    put_file(f, "queue", "1000000000-00000002-aaaaaaaaaaaaaaaa.msg", msg, strlen(msg));
+    put_file(f, "queue", "junk", "x", 1);
+    put_file(f, "tmp", "x", "x", 1);
+    struct collected c = {0};
+    char why[256];
+    assert_int_equal(qstore_list(f->s, collect, &c, why, sizeof(why)), 0);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.ids[0], good);
+    envelope_free(&c.kept);
+    assert_int_equal(count_dir(f, "queue"), 5);
+    assert_int_equal(count_dir(f, "tmp"), 1);
+    assert_int_equal(count_dir(f, "quarantine"), 0);
+    free(good);
+    buf_free(&t);
+}
+
+static void test_quarantine_api(void **state)
+{
+    struct fixture *f = *state;
+    char *id = commit(f, "bob@example.net");
+    char name[128];
+    assert_int_equal(qstore_count(f->s), 1);
+    assert_int_equal(qstore_quarantine(f->s, id, "message unreadable at delivery"), 0);
+    assert_int_equal(qstore_count(f->s), 0);
+    assert_int_equal(count_dir(f, "queue"), 0);
+    snprintf(name, sizeof(name), "%s.msg", id);
+    assert_true(file_exists(f, "quarantine", name));
+    snprintf(name, sizeof(name), "%s.why", id);
+    assert_true(file_exists(f, "quarantine", name));
+    free(id);
+}
+
+/* ---- injected failures ----------------------------------------------------- */
+
+static int fail_write_at, write_calls, fail_errno;
+static int fail_fsync_at, fsync_calls;
+
+static ssize_t bad_write(int fd, const void *p, size_t n)
+{
+    if (++write_calls == fail_write_at) {
+        errno = fail_errno;
+        return -1;
+    }
+    /* short writes are retried by the store */
+    return write(fd, p, n > 7 ? 7 : n);
+}
+
+static int bad_fsync(int fd)
+{
+    if (++fsync_calls == fail_fsync_at) {
+        errno = fail_errno;
+        return -1;
+    }
+    return fsync(fd);
+}
+
+static void arm(int write_at, int fsync_at, int err)
+{
+    fail_write_at = write_at;
+    fail_fsync_at = fsync_at;
+    fail_errno = err;
+    write_calls = fsync_calls = 0;
+}
+
+static void expect_failure(struct fixture *f, int err)
+{
+    struct envelope env;
+    char why[256] = "";
+    make_env(&env, "bob@example.net");
+    assert_int_equal(qstore_commit(f->s, &env, msg, strlen(msg), why, sizeof(why)), -1);
+    assert_int_equal(errno, err);
+    assert_non_null(strstr(why, strerror(err)));
+    assert_string_equal(env.id, "");
+    assert_int_equal(count_dir(f, "queue"), 0);
+    assert_int_equal(count_dir(f, "tmp"), 0);
+    assert_int_equal(qstore_count(f->s), 0);
+    envelope_free(&env);
+}
+
+static void test_write_failures(void **state)
+{
+    struct fixture *f = *state;
+    struct qstore_io io = {bad_write, bad_fsync};
+    qstore_set_io(f->s, &io);
+
+    /* short writes alone are fine */
+    arm(0, 0, 0);
+    char *id = commit(f, "bob@example.net");
+    assert_true(write_calls > 2);
+    char why[256];
+    assert_int_equal(qstore_remove(f->s, id, why, sizeof(why)), 0);
+    free(id);
+
+    arm(1, 0, ENOSPC); /* the message */
+    expect_failure(f, ENOSPC);
+    arm(3, 0, EDQUOT); /* within the message, after a few short writes */
+    expect_failure(f, EDQUOT);
+    /* the envelope: the first write after the message (msg has ceil(len/7) writes) */
+    arm((int)((strlen(msg) + 6) / 7) + 1, 0, ENOSPC);
+    expect_failure(f, ENOSPC);
+    arm(0, 1, EIO); /* fsync of the message */
+    expect_failure(f, EIO);
+    arm(0, 2, EIO); /* fsync of the envelope */
+    expect_failure(f, EIO);
+    arm(0, 3, EIO); /* fsync of the queue directory */
+    expect_failure(f, EIO);
+
+    /* update failing leaves the old envelope in place */
+    arm(0, 0, 0);
+    struct envelope env, back;
+    make_env(&env, "bob@example.net");
+    assert_int_equal(qstore_commit(f->s, &env, msg, strlen(msg), why, sizeof(why)), 0);
+    envelope_rcpt_result(&env.rcpts[0], ENV_RCPT_SENT, 5, NULL);
+    arm(1, 0, ENOSPC);
+    assert_int_equal(qstore_update(f->s, &env, why, sizeof(why)), -1);
+    assert_int_equal(errno, ENOSPC);
+    assert_int_equal(count_dir(f, "tmp"), 0);
+    assert_int_equal(qstore_read_env(f->s, env.id, &back, why, sizeof(why)), ENV_OK);
+    assert_int_equal(back.rcpts[0].status, ENV_RCPT_PENDING);
+    envelope_free(&back);
+    envelope_free(&env);
+    qstore_set_io(f->s, NULL);
+}
+
+/* ---- ids and threads ------------------------------------------------------- */
+
+#define THREADS 4
+#define PER_THREAD 2500
+
+struct worker {
+    struct qstore *s;
+    char (*ids)[ENV_ID_MAX + 1];
+    int failures;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        struct envelope env;
+        char why[256];
+        make_env(&env, "bob@example.net");
+        if (qstore_commit(w->s, &env, "x\r\n", 3, why, sizeof(why)) != 0)
+            w->failures++;
+        memcpy(w->ids[i], env.id, sizeof(env.id));
+        envelope_free(&env);
+    }
+    return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void test_unique_ids_threads(void **state)
+{
+    struct fixture *f = *state;
+    static char ids[THREADS * PER_THREAD][ENV_ID_MAX + 1];
+    pthread_t th[THREADS];
+    struct worker w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){f->s, ids + i * PER_THREAD, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(w[i].failures, 0);
+    }
+    qsort(ids, THREADS * PER_THREAD, sizeof(ids[0]), cmp_id);
+    for (int i = 1; i < THREADS * PER_THREAD; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    assert_int_equal(qstore_count(f->s), THREADS * PER_THREAD);
+    assert_int_equal(count_dir(f, "queue"), 2 * THREADS * PER_THREAD);
+    /* and all of them come back */
+    qstore_close(f->s);
+    char why[256];
+    f->s = qstore_open(f->dir, why, sizeof(why));
+    struct collected c = {0};
+    struct qstore_stats st;
+    assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
+    assert_int_equal(st.recovered, THREADS * PER_THREAD);
+    envelope_free(&c.kept);
+}
+
+static void test_room(void **state)
+{
+    struct fixture *f = *state;
+    char why[256];
+    struct qstore_limits lim = {0};
+    assert_int_equal(qstore_check_room(f->s, &lim, 1000, why, sizeof(why)), 0);
+    lim.min_free_bytes = 1;
+    lim.min_free_inodes = 1;
+    assert_int_equal(qstore_check_room(f->s, &lim, 1000, why, sizeof(why)), 0);
+    lim.min_free_bytes = UINT64_MAX / 2; /* more than any disk */
+    assert_int_equal(qstore_check_room(f->s, &lim, 1000, why, sizeof(why)), -1);
+    assert_int_equal(errno, ENOSPC);
+    assert_non_null(strstr(why, "disk nearly full"));
+    lim.min_free_bytes = 1;
+    assert_int_equal(qstore_check_room(f->s, &lim, UINT64_MAX, why, sizeof(why)), -1);
+    assert_int_equal(errno, ENOSPC);
+    lim.min_free_bytes = 0;
+    lim.max_items = 2;
+    char *a = commit(f, "a@b"), *b = commit(f, "a@b");
+    assert_int_equal(qstore_check_room(f->s, &lim, 0, why, sizeof(why)), -1);
+    assert_int_equal(errno, ENOSPC);
+    assert_non_null(strstr(why, "queue full"));
+    assert_int_equal(qstore_remove(f->s, a, why, sizeof(why)), 0);
+    assert_int_equal(qstore_check_room(f->s, &lim, 0, why, sizeof(why)), 0);
+    free(a);
+    free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_read_update_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_refuses_bad_envelope, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_complete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_crashes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_is_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quarantine_api, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unique_ids_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
