@@ -16,4 +16,10 @@ int cli_alias(int argc, char **argv);
 /* tern check-config [--config FILE] */
 int cli_check_config(int argc, char **argv);
 
+/* queue.c: `tern queue list|show|retry|delete` */
+int cli_queue(int argc, char **argv);
+struct conf;
+/* Ask the running server (DATA_DIR/tern.pid) to look at its queue now; 0 or -1. */
+int queue_wake_server(const struct conf *c);
+
 #endif

@@ -21,6 +21,8 @@ static const char usage[] = "usage: tern COMMAND [options]\n"
                             "  send       bulk and reminder mailer: one message per CSV row\n"
                             "  user       add, remove, list or check the users of local domains\n"
                             "  alias      resolve an address through the aliases\n"
+                            "  queue      list, show, retry or delete queued mail\n"
+                            "  sendmail   submit a message from standard input (also as argv[0])\n"
                             "  check-config  report every problem of tern.conf, users, aliases\n"
                             "  version    print the version\n"
                             "\n"
@@ -42,6 +44,8 @@ int main(int argc, char **argv)
         return cli_user(argc - 1, argv + 1);
     if (strcmp(argv[1], "alias") == 0)
         return cli_alias(argc - 1, argv + 1);
+    if (strcmp(argv[1], "queue") == 0)
+        return cli_queue(argc - 1, argv + 1);
     if (strcmp(argv[1], "check-config") == 0)
         return cli_check_config(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {

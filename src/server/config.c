@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -322,7 +323,7 @@ static int set_retry(struct conf *c, const char *v, char *why)
 
 static int set_give_up(struct conf *c, const char *v, char *why)
 {
-    return set_duration(&c->give_up_ms, v, 60 * MS_SECOND, 60 * MS_DAY, why);
+    return set_duration(&c->give_up_ms, v, MS_SECOND, 60 * MS_DAY, why);
 }
 
 static int set_delay_warning(struct conf *c, const char *v, char *why)
@@ -331,7 +332,7 @@ static int set_delay_warning(struct conf *c, const char *v, char *why)
         c->delay_warning_ms = 0;
         return 0;
     }
-    return set_duration(&c->delay_warning_ms, v, 60 * MS_SECOND, 60 * MS_DAY, why);
+    return set_duration(&c->delay_warning_ms, v, MS_SECOND, 60 * MS_DAY, why);
 }
 
 static int set_delivery(struct conf *c, const char *v, char *why)
@@ -724,12 +725,20 @@ static int conf_handler(void *user, const char *section, const char *name, const
 /* Report a cross-key problem at the line of key k (or the file if it was defaulted). */
 #define KEY_ERROR(p, k, ...) conf_error((p)->e, (p)->name, (p)->key_line[k], __VA_ARGS__)
 
+static bool conf_listen_any_port(const struct conf_listen *l)
+{
+    if (l->ss.ss_family == AF_INET6)
+        return ((const struct sockaddr_in6 *)&l->ss)->sin6_port == 0;
+    return ((const struct sockaddr_in *)&l->ss)->sin_port == 0;
+}
+
 static bool conf_listen_overlap(const struct conf_listeners *a, const struct conf_listeners *b,
                                 const char **which)
 {
     for (size_t i = 0; i < a->n; i++)
         for (size_t j = 0; j < b->n; j++)
-            if (a->v[i].len == b->v[j].len && memcmp(&a->v[i].ss, &b->v[j].ss, a->v[i].len) == 0) {
+            if (a->v[i].len == b->v[j].len && memcmp(&a->v[i].ss, &b->v[j].ss, a->v[i].len) == 0 &&
+                !conf_listen_any_port(&a->v[i])) { /* port 0: each gets its own */
                 *which = a->v[i].text;
                 return true;
             }

@@ -165,6 +165,11 @@ static void deliver_run(void *arg)
     int64_t now = time(NULL);
 
     if (qstore_read_msg(sv->store, env->id, &msg, why, sizeof(why)) < 0) {
+        if (errno == ENOENT) { /* deleted by `tern queue delete` */
+            log_info("id=%s: removed from the queue by an administrator", env->id);
+            j->removed = true;
+            return;
+        }
         log_error("id=%s: %s; trying again later", env->id, why);
         env->next_attempt = now + 60;
         return;
@@ -347,8 +352,22 @@ void sched_recover(struct sched *s)
              st.recovered, st.incomplete, st.orphans, st.quarantined);
 }
 
+static void sched_found(void *ctx, struct envelope *env)
+{
+    struct sched *s = ctx;
+    for (struct sched_item *it = s->head; it; it = it->next)
+        if (strcmp(it->env->id, env->id) == 0)
+            return;
+    log_info("id=%s: found in the queue (put there by sendmail)", env->id);
+    sched_recovered(s, env);
+}
+
 void sched_retry_all(struct sched *s)
 {
+    char why[256];
+    /* items committed by `tern sendmail` are on disk only: take them in */
+    if (qstore_list(s->sv->store, sched_found, s, why, sizeof(why)) < 0)
+        log_error("queue scan: %s", why);
     s->retry_now = true;
     sched_kick(s);
 }

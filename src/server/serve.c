@@ -280,11 +280,19 @@ int serve_main(int argc, char **argv)
         if (!sigev[i] || event_add(sigev[i], NULL) < 0)
             fatal("cannot watch signals");
     }
+    char pidfile[CONF_STR_MAX + 16];
+    snprintf(pidfile, sizeof(pidfile), "%s/tern.pid", sv.conf.data_dir);
+    FILE *pf = fopen(pidfile, "w");
+    if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0)
+        log_warn("cannot write %s: `tern sendmail` and `tern queue retry` will not wake the server",
+                 pidfile);
     log_info("ready: hostname=%s data_dir=%s domains=%zu queued=%zu", sv.conf.hostname,
              sv.conf.data_dir, sv.policy->p.n, qstore_count(sv.store));
     if (event_base_dispatch(sv.base) < 0)
         fatal("event loop failed");
 
+    if (unlink(pidfile) < 0)
+        log_warn("cannot remove %s: %s", pidfile, strerror(errno));
     for (size_t i = 0; i < run.nlisteners; i++)
         smtp_listener_free(run.listeners[i]);
     workers_free(sv.commit_pool); /* commits in flight finish and answer their clients */
