@@ -1,7 +1,7 @@
 # Thin wrapper over CMake for the README's two commands.
-#   make run   - install deps, build, start `tern sink` with a working default
+#   make run   - install deps, build, start `tern serve` with a working default
 #   make test  - install deps, build with ASan+UBSan (clang), run every test
-.PHONY: all deps build run test test-build fuzz bench format format-check clean
+.PHONY: all deps build run run-sink test test-build fuzz bench format format-check clean
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
@@ -17,6 +17,10 @@ build: deps
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
+	scripts/run-serve $(BUILD)/tern
+
+# The SMTP test server with its HTTP API, as `make run` started before tern serve.
+run-sink: build
 	scripts/run-sink $(BUILD)/tern
 
 test-build: deps

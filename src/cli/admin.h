@@ -18,6 +18,9 @@ int cli_check_config(int argc, char **argv);
 
 /* queue.c: `tern queue list|show|retry|delete` */
 int cli_queue(int argc, char **argv);
+
+/* sendmail.c: the sendmail command-line convention */
+int cli_sendmail(int argc, char **argv);
 struct conf;
 /* Ask the running server (DATA_DIR/tern.pid) to look at its queue now; 0 or -1. */
 int queue_wake_server(const struct conf *c);

@@ -30,6 +30,10 @@ static const char usage[] = "usage: tern COMMAND [options]\n"
 
 int main(int argc, char **argv)
 {
+    const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
+    base = base ? base + 1 : (argc > 0 ? argv[0] : "");
+    if (strcmp(base, "sendmail") == 0)
+        return cli_sendmail(argc, argv);
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;
@@ -44,6 +48,8 @@ int main(int argc, char **argv)
         return cli_user(argc - 1, argv + 1);
     if (strcmp(argv[1], "alias") == 0)
         return cli_alias(argc - 1, argv + 1);
+    if (strcmp(argv[1], "sendmail") == 0)
+        return cli_sendmail(argc - 1, argv + 1);
     if (strcmp(argv[1], "queue") == 0)
         return cli_queue(argc - 1, argv + 1);
     if (strcmp(argv[1], "check-config") == 0)
