@@ -463,10 +463,243 @@ static int set_senders_must_match(struct conf *c, const char *v, char *why)
 
 /* ---- the key table ------------------------------------------------------ */
 
-enum conf_section { SEC_SERVER, SEC_LISTEN, SEC_TLS, SEC_QUEUE, SEC_LOCAL, SEC_RELAY, SEC_N };
+enum conf_section {
+    SEC_SERVER,
+    SEC_LISTEN,
+    SEC_TLS,
+    SEC_QUEUE,
+    SEC_LOCAL,
+    SEC_RELAY,
+    SEC_REMOTE,
+    SEC_N
+};
 
-static const char *const conf_sections[SEC_N] = {"server", "listen", "tls",
-                                                 "queue",  "local",  "relay"};
+static const char *const conf_sections[SEC_N] = {"server", "listen", "tls",   "queue",
+                                                 "local",  "relay",  "remote"};
+
+/* ---- [remote] ---------------------------------------------------------------- */
+
+static int conf_tls_word(const char *v, bool implicit_ok, int *out, char *why)
+{
+    static const char *const names[] = {"none", "may", "verify", "implicit"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, names[i]) == 0 && (i != CONF_TLS_IMPLICIT || implicit_ok)) {
+            *out = i;
+            return 0;
+        }
+    }
+    snprintf(why, WHY_MAX, "'%s' is not %s", v,
+             implicit_ok ? "none, may, verify or implicit" : "none, may or verify");
+    return -1;
+}
+
+/* "host:port" or "[addr]:port" (port required) into host / port. */
+static int conf_hostport(const char *v, char *host, size_t hsize, char *port, char *why)
+{
+    const char *colon = strrchr(v, ':');
+    uint64_t p;
+    if (!colon || colon == v || (size_t)(colon - v) >= hsize ||
+        num_parse_u64(colon + 1, 65535, &p) < 0 || p == 0) {
+        snprintf(why, WHY_MAX, "'%s' is not host:port", v);
+        return -1;
+    }
+    memcpy(host, v, (size_t)(colon - v));
+    host[colon - v] = '\0';
+    if (host[0] != '[' && conf_hostname_ok(host) < 0) {
+        snprintf(why, WHY_MAX, "'%s': '%s' is not a host name or [address]", v, host);
+        return -1;
+    }
+    snprintf(port, 8, "%u", (unsigned)p);
+    return 0;
+}
+
+static int set_smarthost(struct conf *c, const char *v, char *why)
+{
+    if (strcasecmp(v, "off") == 0 || strcasecmp(v, "none") == 0) {
+        c->smarthost_host[0] = '\0';
+        return 0;
+    }
+    return conf_hostport(v, c->smarthost_host, sizeof(c->smarthost_host), c->smarthost_port, why);
+}
+
+static int set_smarthost_user(struct conf *c, const char *v, char *why)
+{
+    return conf_copy(c->smarthost_user, sizeof(c->smarthost_user), v, why);
+}
+
+static int set_smarthost_password_file(struct conf *c, const char *v, char *why)
+{
+    return set_path(c->smarthost_password_file, v, why);
+}
+
+static int set_smarthost_tls(struct conf *c, const char *v, char *why)
+{
+    return conf_tls_word(v, true, &c->smarthost_tls, why);
+}
+
+static int set_remote_tls(struct conf *c, const char *v, char *why)
+{
+    return conf_tls_word(v, false, &c->remote_tls, why);
+}
+
+static int set_tls_ca(struct conf *c, const char *v, char *why)
+{
+    return set_path(c->tls_ca, v, why);
+}
+
+static int set_dns_servers(struct conf *c, const char *v, char *why)
+{
+    char words[CONF_LISTEN_MAX][64];
+    size_t n;
+    c->dns_servers[0] = '\0';
+    if (conf_words(v, words, CONF_LISTEN_MAX, &n, why) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        const char *reason;
+        char tmp[80];
+        /* a bare address means port 53 */
+        if (strchr(words[i], ':') &&
+            (words[i][0] == '[' || strchr(words[i], ':') == strrchr(words[i], ':')))
+            snprintf(tmp, sizeof(tmp), "%.63s", words[i]);
+        else
+            snprintf(tmp, sizeof(tmp),
+                     words[i][0] == '[' || !strchr(words[i], ':') ? "%.63s:53" : "[%.63s]:53",
+                     words[i]);
+        if (netaddr_parse(tmp, &ss, &len, &reason) < 0) {
+            snprintf(why, WHY_MAX, "'%.63s': %s (numeric addresses, optionally with :port)",
+                     words[i], reason);
+            return -1;
+        }
+        size_t l = strlen(c->dns_servers);
+        snprintf(c->dns_servers + l, sizeof(c->dns_servers) - l, "%s%s", l ? "," : "", tmp);
+    }
+    return 0;
+}
+
+static int set_remote_port(struct conf *c, const char *v, char *why)
+{
+    uint64_t p;
+    if (num_parse_u64(v, 65535, &p) < 0 || p == 0) {
+        snprintf(why, WHY_MAX, "'%s' is not a port from 1 to 65535", v);
+        return -1;
+    }
+    snprintf(c->remote_port, sizeof(c->remote_port), "%u", (unsigned)p);
+    return 0;
+}
+
+static int set_u32(uint32_t *dst, const char *v, uint64_t min, uint64_t max, char *why)
+{
+    uint64_t n;
+    if (set_count(&n, v, min, max, why) < 0)
+        return -1;
+    *dst = (uint32_t)n;
+    return 0;
+}
+
+static int set_max_hosts(struct conf *c, const char *v, char *why)
+{
+    return set_u32(&c->max_hosts, v, 1, 20, why);
+}
+
+static int set_concurrency(struct conf *c, const char *v, char *why)
+{
+    return set_u32(&c->concurrency, v, 1, 64, why);
+}
+
+static int set_per_destination(struct conf *c, const char *v, char *why)
+{
+    return set_u32(&c->per_destination, v, 1, 64, why);
+}
+
+static int set_remote_timeout(struct conf *c, const char *v, char *why)
+{
+    return set_duration(&c->remote_timeout_ms, v, MS_SECOND, 3600 * MS_SECOND, why);
+}
+
+/* "example.com=mx.example.net:25 other.org=[192.0.2.1]:2525" */
+static int set_routes(struct conf *c, const char *v, char *why)
+{
+    char words[CONF_ROUTES_MAX][64];
+    size_t n;
+    for (size_t i = 0; i < c->n_routes; i++)
+        c->routes[i].host[0] = '\0';
+    if (conf_words(v, words, CONF_ROUTES_MAX, &n, why) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char *eq = strchr(words[i], '=');
+        if (!eq || eq == words[i]) {
+            snprintf(why, WHY_MAX, "'%.63s' is not domain=host:port", words[i]);
+            return -1;
+        }
+        *eq = '\0';
+        struct conf_route *r = NULL;
+        for (size_t k = 0; k < c->n_routes && !r; k++)
+            if (strcasecmp(c->routes[k].domain, words[i]) == 0)
+                r = &c->routes[k];
+        if (!r) {
+            if (c->n_routes == CONF_ROUTES_MAX) {
+                snprintf(why, WHY_MAX, "more than %d domains", CONF_ROUTES_MAX);
+                return -1;
+            }
+            r = &c->routes[c->n_routes++];
+            memset(r, 0, sizeof(*r));
+            r->tls = -1;
+            snprintf(r->domain, sizeof(r->domain), "%.63s", words[i]);
+            for (char *q = r->domain; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+        }
+        if (conf_hostport(eq + 1, r->host, sizeof(r->host), r->port, why) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* "example.com=verify legacy.org=none" */
+static int set_tls_policy(struct conf *c, const char *v, char *why)
+{
+    char words[CONF_ROUTES_MAX][64];
+    size_t n;
+    if (conf_words(v, words, CONF_ROUTES_MAX, &n, why) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char *eq = strchr(words[i], '=');
+        int pol;
+        if (!eq || eq == words[i]) {
+            snprintf(why, WHY_MAX, "'%.63s' is not domain=none|may|verify", words[i]);
+            return -1;
+        }
+        *eq = '\0';
+        if (conf_tls_word(eq + 1, false, &pol, why) < 0)
+            return -1;
+        struct conf_route *r = NULL;
+        for (size_t k = 0; k < c->n_routes && !r; k++)
+            if (strcasecmp(c->routes[k].domain, words[i]) == 0)
+                r = &c->routes[k];
+        if (!r) {
+            if (c->n_routes == CONF_ROUTES_MAX) {
+                snprintf(why, WHY_MAX, "more than %d domains", CONF_ROUTES_MAX);
+                return -1;
+            }
+            r = &c->routes[c->n_routes++];
+            memset(r, 0, sizeof(*r));
+            snprintf(r->domain, sizeof(r->domain), "%.63s", words[i]);
+            for (char *q = r->domain; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+        }
+        r->tls = pol;
+    }
+    return 0;
+}
+
+const struct conf_route *conf_route_for(const struct conf *c, const char *domain)
+{
+    for (size_t i = 0; i < c->n_routes; i++)
+        if (strcasecmp(c->routes[i].domain, domain) == 0)
+            return &c->routes[i];
+    return NULL;
+}
 
 struct conf_key {
     enum conf_section section;
@@ -498,6 +731,20 @@ enum {
     K_DROP_CHARS,
     K_SUFFIX_SEPARATORS,
     K_SENDERS_MUST_MATCH,
+    K_SMARTHOST,
+    K_SMARTHOST_USER,
+    K_SMARTHOST_PASSWORD_FILE,
+    K_SMARTHOST_TLS,
+    K_REMOTE_TLS,
+    K_TLS_CA,
+    K_DNS_SERVERS,
+    K_REMOTE_PORT,
+    K_MAX_HOSTS,
+    K_CONCURRENCY,
+    K_PER_DESTINATION,
+    K_REMOTE_TIMEOUT,
+    K_ROUTES,
+    K_TLS_POLICY,
     K_N
 };
 
@@ -525,6 +772,21 @@ static const struct conf_key conf_keys[K_N] = {
     [K_DROP_CHARS] = {SEC_LOCAL, "drop_chars", set_drop_chars},
     [K_SUFFIX_SEPARATORS] = {SEC_LOCAL, "suffix_separators", set_suffix_separators},
     [K_SENDERS_MUST_MATCH] = {SEC_RELAY, "senders_must_match", set_senders_must_match},
+    [K_SMARTHOST] = {SEC_REMOTE, "smarthost", set_smarthost},
+    [K_SMARTHOST_USER] = {SEC_REMOTE, "smarthost_user", set_smarthost_user},
+    [K_SMARTHOST_PASSWORD_FILE] = {SEC_REMOTE, "smarthost_password_file",
+                                   set_smarthost_password_file},
+    [K_SMARTHOST_TLS] = {SEC_REMOTE, "smarthost_tls", set_smarthost_tls},
+    [K_REMOTE_TLS] = {SEC_REMOTE, "tls", set_remote_tls},
+    [K_TLS_CA] = {SEC_REMOTE, "tls_ca", set_tls_ca},
+    [K_DNS_SERVERS] = {SEC_REMOTE, "dns_servers", set_dns_servers},
+    [K_REMOTE_PORT] = {SEC_REMOTE, "port", set_remote_port},
+    [K_MAX_HOSTS] = {SEC_REMOTE, "max_hosts", set_max_hosts},
+    [K_CONCURRENCY] = {SEC_REMOTE, "concurrency", set_concurrency},
+    [K_PER_DESTINATION] = {SEC_REMOTE, "per_destination", set_per_destination},
+    [K_REMOTE_TIMEOUT] = {SEC_REMOTE, "timeout", set_remote_timeout},
+    [K_ROUTES] = {SEC_REMOTE, "routes", set_routes},
+    [K_TLS_POLICY] = {SEC_REMOTE, "tls_policy", set_tls_policy},
 };
 
 /* ---- defaults -------------------------------------------------------------- */
@@ -558,6 +820,12 @@ void conf_defaults(struct conf *c)
     c->delivery = CONF_DELIVERY_MAILDIR;
     c->mda_timeout_ms = 5 * 60 * MS_SECOND;
     c->maildir_path[0] = '\0'; /* filled from data_dir once it is known */
+    c->smarthost_tls = CONF_TLS_VERIFY;
+    c->remote_tls = CONF_TLS_MAY;
+    snprintf(c->remote_port, sizeof(c->remote_port), "25");
+    c->max_hosts = 5;
+    c->concurrency = 16;
+    c->per_destination = 4;
     snprintf(c->drop_chars, sizeof(c->drop_chars), ".");
     snprintf(c->suffix_separators, sizeof(c->suffix_separators), "+");
     c->senders_must_match = true;
@@ -621,7 +889,7 @@ static void conf_section_line(struct conf_parse *p, const char *s, size_t n)
         }
     }
     conf_error(p->e, p->name, p->line,
-               "unknown section [%.*s] (known: server, listen, tls, queue, local, relay)",
+               "unknown section [%.*s] (known: server, listen, tls, queue, local, relay, remote)",
                (int)(b - a > 60 ? 60 : b - a), a);
     p->section = -1;
 }

@@ -75,6 +75,21 @@ struct conf_listeners {
 
 enum conf_delivery { CONF_DELIVERY_MAILDIR = 0, CONF_DELIVERY_MDA };
 
+/* TLS towards other servers: none (never), may (STARTTLS when offered, not
+ * verified; a failed handshake retries in clear), verify (STARTTLS required and
+ * the certificate verified, else defer), implicit (TLS from the start: port 465). */
+enum conf_tls { CONF_TLS_NONE = 0, CONF_TLS_MAY, CONF_TLS_VERIFY, CONF_TLS_IMPLICIT };
+
+#define CONF_ROUTES_MAX 64
+
+/* A per-domain override: next hop and/or TLS policy. */
+struct conf_route {
+    char domain[CONF_HOST_MAX + 1]; /* lower case */
+    char host[CONF_HOST_MAX + 3];   /* "" = by MX; a name or [address] */
+    char port[8];
+    int tls; /* enum conf_tls, -1 = the default */
+};
+
 struct conf {
     char path[CONF_STR_MAX]; /* the file read ("" when parsed from a string) */
     /* [server] */
@@ -105,6 +120,22 @@ struct conf {
     char suffix_separators[CONF_CHARS_MAX + 1];
     /* [relay] */
     bool senders_must_match;
+    /* [remote] */
+    char smarthost_host[CONF_HOST_MAX + 3]; /* "" = deliver by MX */
+    char smarthost_port[8];
+    char smarthost_user[CONF_HOST_MAX + 1];
+    char smarthost_password_file[CONF_STR_MAX];
+    int smarthost_tls;              /* enum conf_tls, default verify */
+    int remote_tls;                 /* enum conf_tls for MX delivery, default may */
+    char tls_ca[CONF_STR_MAX];      /* "" = the system's store */
+    char dns_servers[CONF_STR_MAX]; /* "" = the system's resolvers */
+    char remote_port[8];            /* port of MX hosts: 25 (change for tests only) */
+    uint32_t max_hosts;             /* MX hosts tried per attempt */
+    uint32_t concurrency;           /* deliveries at once */
+    uint32_t per_destination;       /* deliveries at once to one domain */
+    uint64_t remote_timeout_ms;     /* per SMTP command; 0 = RFC 5321's */
+    struct conf_route routes[CONF_ROUTES_MAX];
+    size_t n_routes;
 };
 
 /* Fill *c with every default (hostname from gethostname(2), "" if unusable). */
@@ -144,5 +175,8 @@ int conf_read_file(const char *path, size_t max, char **out, size_t *len, char *
 
 /* The config path to use: --config value if given, else $TERN_CONFIG, else the default. */
 const char *conf_default_path(const char *from_option);
+
+/* The override for domain (lower case), or NULL. */
+const struct conf_route *conf_route_for(const struct conf *c, const char *domain);
 
 #endif

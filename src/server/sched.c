@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -27,6 +28,7 @@
 #include "deliver/maildir.h"
 #include "deliver/mda.h"
 #include "deliver/pipe.h"
+#include "deliver/remote.h"
 #include "queue/dsn.h"
 #include "server/serve.h"
 #include "server/workers.h"
@@ -111,8 +113,70 @@ static enum courier_result deliver_rcpt(struct serve *sv, const struct envelope 
                            (unsigned)(sv->conf.mda_timeout_ms / 1000), err);
     if (strncmp(r->target, "pipe:", 5) == 0)
         return pipe_deliver(r->target + 5, &vars, prefix, msg->p, msg->len, err);
-    return courier_fail(err, COURIER_TEMP, "4.4.0",
-                        "delivery to other servers is not available in this version");
+    return courier_fail(err, COURIER_TEMP, "4.3.5", "unknown delivery target");
+}
+
+/* Deliver the pending "smtp" recipients of one domain; records each result. */
+static void deliver_remote(struct serve *sv, struct envelope *env, const char *domain,
+                           const struct buf *msg, int64_t now)
+{
+    const char *rcpts[ENV_RCPT_MAX < 1000 ? ENV_RCPT_MAX : 1000];
+    size_t idx[sizeof(rcpts) / sizeof(rcpts[0])], n = 0;
+    for (size_t i = 0; i < env->nrcpt && n < sizeof(rcpts) / sizeof(rcpts[0]); i++) {
+        struct env_rcpt *r = &env->rcpts[i];
+        const char *at = strrchr(r->addr, '@');
+        if (r->status != ENV_RCPT_PENDING || strcmp(r->target, "smtp") != 0 || !at ||
+            strcasecmp(at + 1, domain) != 0)
+            continue;
+        idx[n] = i;
+        rcpts[n++] = r->addr;
+    }
+    if (n == 0)
+        return;
+    const struct conf *c = &sv->conf;
+    const struct conf_route *route = conf_route_for(c, domain);
+    struct remote_dest d = {.domain = domain, .tls = (enum remote_tls)c->remote_tls};
+    if (c->smarthost_host[0]) {
+        d.host = c->smarthost_host;
+        d.port = c->smarthost_port;
+        d.tls = (enum remote_tls)c->smarthost_tls;
+        d.auth_user = c->smarthost_user[0] ? c->smarthost_user : NULL;
+        d.auth_pass = sv->smarthost_pass;
+    }
+    if (route && route->host[0]) {
+        d.host = route->host;
+        d.port = route->port;
+        d.auth_user = d.auth_pass = NULL;
+    }
+    if (route && route->tls >= 0)
+        d.tls = (enum remote_tls)route->tls;
+    struct remote_conf rc = {.helo = c->hostname,
+                             .mx_port = c->remote_port,
+                             .tls_ca = c->tls_ca[0] ? c->tls_ca : NULL,
+                             .dns_servers = c->dns_servers[0] ? c->dns_servers : NULL,
+                             .max_hosts = c->max_hosts,
+                             .timeout_ms = (unsigned)c->remote_timeout_ms,
+                             .self = sv->self,
+                             .nself = sv->nself};
+    struct remote_result res[sizeof(rcpts) / sizeof(rcpts[0])];
+    char info[400];
+    remote_deliver(&rc, &d, env->sender, rcpts, n, msg->p, msg->len, res, info, sizeof(info));
+    for (size_t k = 0; k < n; k++) {
+        struct env_rcpt *r = &env->rcpts[idx[k]];
+        envelope_rcpt_result(r,
+                             res[k].res == COURIER_OK     ? ENV_RCPT_SENT
+                             : res[k].res == COURIER_PERM ? ENV_RCPT_FAILED
+                                                          : ENV_RCPT_PENDING,
+                             now, res[k].res == COURIER_OK ? "" : res[k].text);
+        log_info("id=%s to=<%s> via=smtp %s %s%s", env->id, r->addr, info,
+                 res[k].res == COURIER_OK     ? "delivered"
+                 : res[k].res == COURIER_PERM ? "failed: "
+                                              : "deferred: ",
+                 res[k].res == COURIER_OK ? "" : res[k].text);
+    }
+    char why[256]; /* a crash from here on retries only the others */
+    if (qstore_update(sv->store, env, why, sizeof(why)) < 0 && errno != ENOENT)
+        log_error("id=%s: cannot record the attempt: %s", env->id, why);
 }
 
 /* Queue a DSN of kind about env (from the null sender, to env's sender). */
@@ -178,7 +242,7 @@ static void deliver_run(void *arg)
         struct env_rcpt *r = &env->rcpts[i];
         struct courier_error err;
         char text[800];
-        if (r->status != ENV_RCPT_PENDING)
+        if (r->status != ENV_RCPT_PENDING || strcmp(r->target, "smtp") == 0)
             continue;
         enum courier_result res = deliver_rcpt(sv, env, r, &msg, &err);
         snprintf(text, sizeof(text), "%s %s", err.status, err.text);
@@ -193,6 +257,24 @@ static void deliver_run(void *arg)
                  : res == COURIER_PERM ? "failed: "
                                        : "deferred: ",
                  res == COURIER_OK ? "" : "", res == COURIER_OK ? "" : text);
+    }
+    /* remote recipients: one delivery per destination domain */
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        struct env_rcpt *r = &env->rcpts[i];
+        const char *at = strrchr(r->addr, '@');
+        if (r->status != ENV_RCPT_PENDING || strcmp(r->target, "smtp") != 0 || !at || false)
+            continue;
+        bool seen = false; /* domains before i were done with it */
+        for (size_t k = 0; k < i && !seen; k++) {
+            const char *at2 = strrchr(env->rcpts[k].addr, '@');
+            seen = at2 && strcmp(env->rcpts[k].target, "smtp") == 0 &&
+                   strcasecmp(at2 + 1, at + 1) == 0;
+        }
+        if (!seen) {
+            char domain[ADDR_DOMAIN_MAX + 1];
+            snprintf(domain, sizeof(domain), "%s", at + 1);
+            deliver_remote(sv, env, domain, &msg, now);
+        }
     }
     size_t pending = envelope_count(env, ENV_RCPT_PENDING);
     if (pending && now >= env->created + (int64_t)(sv->conf.give_up_ms / 1000)) {

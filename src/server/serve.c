@@ -30,6 +30,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "server/workers.h"
 #include "smtp/listen.h"
 #include "smtp/session.h"
@@ -174,6 +175,11 @@ static int serve_listen(struct serve_run *r, const struct conf_listeners *ls,
         }
         log_info("%s listening on %s", what, smtp_listener_addr(l));
         r->listeners[r->nlisteners++] = l;
+        socklen_t sl;
+        const char *reason;
+        if (r->sv->nself < sizeof(r->sv->self) / sizeof(r->sv->self[0]) &&
+            netaddr_parse(smtp_listener_addr(l), &r->sv->self[r->sv->nself], &sl, &reason) == 0)
+            r->sv->nself++;
     }
     return 0;
 }
@@ -236,6 +242,16 @@ int serve_main(int argc, char **argv)
         fprintf(stderr, "tern serve: TLS: %s\n", why);
         return 2;
     }
+    if (sv.conf.smarthost_password_file[0]) {
+        char *pw = NULL;
+        size_t pl = 0;
+        if (conf_read_file(sv.conf.smarthost_password_file, 4096, &pw, &pl, why, sizeof(why)) < 0) {
+            fprintf(stderr, "tern serve: smarthost_password_file: %s\n", why);
+            return 2;
+        }
+        pw[strcspn(pw, "\r\n")] = '\0';
+        sv.smarthost_pass = pw;
+    }
     char qdir[CONF_STR_MAX + 16];
     snprintf(qdir, sizeof(qdir), "%s/queue", sv.conf.data_dir);
     if (!(sv.store = qstore_open(qdir, why, sizeof(why)))) {
@@ -246,9 +262,8 @@ int serve_main(int argc, char **argv)
     if (!sv.base)
         fatal("cannot create the event loop");
     sv.commit_pool = workers_new(sv.base, 8);
-    sv.deliver_pool = workers_new(sv.base, 4);
+    sv.deliver_pool = workers_new(sv.base, sv.conf.concurrency);
     sv.sched = sched_new(&sv);
-    sched_recover(sv.sched);
 
     struct smtp_server_conf sc = {
         .hostname = sv.conf.hostname,
@@ -272,6 +287,8 @@ int serve_main(int argc, char **argv)
         serve_listen(&run, &sv.conf.submission, sv.submission, false, "submission") < 0 ||
         serve_listen(&run, &sv.conf.submissions, sv.submission, true, "submissions") < 0)
         return 1;
+
+    sched_recover(sv.sched); /* after the listeners: the loop check knows our addresses */
 
     int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
     struct event *sigev[4];
@@ -308,6 +325,10 @@ int serve_main(int argc, char **argv)
     qstore_close(sv.store);
     serve_policy_put(sv.policy);
     SSL_CTX_free(sv.tls);
+    if (sv.smarthost_pass) {
+        explicit_bzero(sv.smarthost_pass, strlen(sv.smarthost_pass));
+        free(sv.smarthost_pass);
+    }
     event_base_free(sv.base);
     log_info("stopped: %llu messages accepted", (unsigned long long)sv.accepted);
     return 0;

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "queue/envelope.h"
 #include "queue/store.h"
@@ -49,6 +50,10 @@ struct serve {
     struct sched *sched;
     bool stopping;
     uint64_t accepted, refused;
+    /* remote delivery */
+    char *smarthost_pass;             /* read from smarthost_password_file at start */
+    struct sockaddr_storage self[24]; /* our listening endpoints (loop check) */
+    size_t nself;
 };
 
 struct policy_ref *serve_policy_get(struct serve *sv);

@@ -772,6 +772,10 @@ size_t smtp_client_send(struct smtp_client *c, const char *from, const char *con
     while (nok > 0) {
         enum client_rc rc = RC_OK;
         if (!c->connected) {
+            if (failures > 0 && c->conf.max_connects && failures >= c->conf.max_connects) {
+                rc = client_fail(c, SMTP_TRANSIENT, "%s", c->err);
+                goto failed;
+            }
             if (failures > 0) {
                 uint64_t d = backoff_delay_ms(failures - 1, c->conf.reconnect_base_ms,
                                               c->conf.reconnect_max_ms, rand_u01(&c->rng));

@@ -47,6 +47,7 @@ struct smtp_client_conf {
     uint64_t reconnect_base_ms; /* default 1000 */
     uint64_t reconnect_max_ms;  /* default 60000 */
     uint64_t give_up_ms;        /* default 600000 */
+    unsigned max_connects;      /* connection attempts per message; 0 = until give_up */
 };
 
 enum smtp_outcome { SMTP_SENT = 2, SMTP_TRANSIENT = 4, SMTP_PERMANENT = 5 };

@@ -1,0 +1,255 @@
+/*
+ * remote.c - the "smtp" courier: one destination domain per call (see
+ * remote.h).
+ *
+ * Route: the configured next hop, else the MX hosts from dns_route(): a
+ * domain that does not exist or has a null MX fails permanently; a DNS
+ * failure (SERVFAIL, timeout) defers without falling back to A records.
+ * A route that leads back to this server (our name among the MX hosts at
+ * the lowest preference, or one of our own listening addresses) fails with
+ * 5.4.6 instead of looping.
+ *
+ * Each address of each host (at most max_hosts hosts) is tried in turn
+ * while recipients remain whose result is transient (4xx, 421, dropped
+ * connection, timeout, TLS or connection error); a 5xx is final for the
+ * recipients it answers.  TLS: none; may (STARTTLS when offered, not
+ * verified; a failed handshake is retried in clear, which the client does
+ * by itself); verify (STARTTLS required, certificate verified against the
+ * MX host name, else defer); implicit.  The SMTP client sends CRLF only,
+ * dot-stuffed, and refuses 8-bit data or UTF-8 addresses towards servers
+ * that do not offer 8BITMIME / SMTPUTF8 (a permanent error for those
+ * recipients).
+ *
+ * Connections are cached per worker thread (REMOTE_CACHE entries, keyed by
+ * address, port, TLS policy and user) and reused while younger than
+ * REMOTE_IDLE_S; a cached connection the server has closed meanwhile costs
+ * one immediate reconnect (max_connects = 2).
+ */
+#include "deliver/remote.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "deliver/dns.h"
+#include "smtp/client.h"
+
+#define REMOTE_CACHE 8
+#define REMOTE_IDLE_S 30
+
+struct remote_conn {
+    char key[400];
+    struct smtp_client *c;
+    time_t last;
+};
+
+static __thread struct remote_conn remote_cache[REMOTE_CACHE];
+
+void remote_thread_cleanup(void)
+{
+    for (int i = 0; i < REMOTE_CACHE; i++) {
+        if (remote_cache[i].c)
+            smtp_client_free(remote_cache[i].c); /* QUIT */
+        remote_cache[i].c = NULL;
+        remote_cache[i].key[0] = '\0';
+    }
+}
+
+/* A client for key, from the cache or new (evicting the oldest). */
+static struct smtp_client *remote_client(const char *key, const struct smtp_client_conf *cc)
+{
+    time_t now = time(NULL);
+    int oldest = 0;
+    for (int i = 0; i < REMOTE_CACHE; i++) {
+        struct remote_conn *rc = &remote_cache[i];
+        if (rc->c && now - rc->last > REMOTE_IDLE_S) {
+            smtp_client_free(rc->c);
+            rc->c = NULL;
+            rc->key[0] = '\0';
+        }
+        if (rc->c && strcmp(rc->key, key) == 0) {
+            rc->last = now;
+            return rc->c;
+        }
+        if (!rc->c || (remote_cache[oldest].c && rc->last < remote_cache[oldest].last))
+            oldest = i;
+    }
+    struct remote_conn *rc = &remote_cache[oldest];
+    if (rc->c)
+        smtp_client_free(rc->c);
+    rc->c = smtp_client_new(cc);
+    snprintf(rc->key, sizeof(rc->key), "%s", key);
+    rc->last = now;
+    return rc->c;
+}
+
+static void remote_all(struct remote_result *res, size_t n, enum courier_result r, const char *fmt,
+                       const char *a, const char *b)
+{
+    for (size_t i = 0; i < n; i++) {
+        res[i].res = r;
+        snprintf(res[i].text, sizeof(res[i].text), fmt, a, b);
+    }
+}
+
+static bool remote_is_self(const struct remote_conf *rc, const struct sockaddr *sa, unsigned port)
+{
+    for (size_t i = 0; i < rc->nself; i++) {
+        const struct sockaddr_storage *s = &rc->self[i];
+        if (s->ss_family != sa->sa_family)
+            continue;
+        if (sa->sa_family == AF_INET) {
+            const struct sockaddr_in *x = (const void *)s, *y = (const void *)sa;
+            bool any = x->sin_addr.s_addr == htonl(INADDR_ANY);
+            if (ntohs(x->sin_port) == port && (any || x->sin_addr.s_addr == y->sin_addr.s_addr))
+                return true;
+        } else if (sa->sa_family == AF_INET6) {
+            const struct sockaddr_in6 *x = (const void *)s, *y = (const void *)sa;
+            bool any = IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr);
+            if (ntohs(x->sin6_port) == port &&
+                (any || memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(y->sin6_addr)) == 0))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* One connection target. */
+struct remote_try {
+    char addr[INET6_ADDRSTRLEN + 2]; /* what the client connects to */
+    char name[DNS_NAME_MAX + 3];     /* the host name, for TLS verification and the log */
+    const char *port;
+};
+
+void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, const char *sender,
+                    const char *const *rcpts, size_t n, const char *msg, size_t len,
+                    struct remote_result *res, char *info, size_t infosize)
+{
+    static __thread struct dns_route route;
+    struct remote_try tries[DNS_MAX_HOSTS * DNS_MAX_ADDRS];
+    size_t ntries = 0;
+    char why[512];
+
+    if (info && infosize)
+        info[0] = '\0';
+    if (d->host) { /* the configured next hop: the client resolves its name */
+        struct remote_try *t = &tries[ntries++];
+        const char *h = d->host;
+        size_t hl = strlen(h);
+        if (h[0] == '[' && hl > 2 && hl - 2 < sizeof(t->addr)) {
+            memcpy(t->addr, h + 1, hl - 2);
+            t->addr[hl - 2] = '\0';
+        } else {
+            snprintf(t->addr, sizeof(t->addr), "%.*s", (int)(sizeof(t->addr) - 1), h);
+            if (strlen(h) >= sizeof(t->addr)) /* a long name: let the client look it up */
+                snprintf(t->addr, sizeof(t->addr), "%.45s", h);
+        }
+        snprintf(t->name, sizeof(t->name), "%s", h);
+        t->port = d->port;
+    } else {
+        struct dns_conf dc = {.servers = rc->dns_servers};
+        int r = dns_route(&dc, d->domain, &route, why, sizeof(why));
+        if (r == DNS_PERMANENT) {
+            remote_all(res, n, COURIER_PERM, "550 5.1.2 %.100s: %.180s", d->domain, why);
+            return;
+        }
+        if (r != DNS_OK) {
+            remote_all(res, n, COURIER_TEMP, "451 4.4.3 %.100s: %.180s", d->domain, why);
+            return;
+        }
+        if (dns_route_drop_self(&route, rc->helo) < 0) {
+            remote_all(res, n, COURIER_PERM,
+                       "554 5.4.6 mail for %.100s loops back to myself (%.100s)", d->domain,
+                       rc->helo);
+            return;
+        }
+        unsigned port = (unsigned)atoi(rc->mx_port);
+        for (size_t h = 0; h < route.nhosts && h < rc->max_hosts; h++) {
+            const struct dns_host *dh = &route.hosts[h];
+            for (size_t a = 0; a < dh->naddrs; a++) {
+                const struct sockaddr *sa = (const struct sockaddr *)&dh->addrs[a].ss;
+                if (remote_is_self(rc, sa, port)) {
+                    remote_all(res, n, COURIER_PERM,
+                               "554 5.4.6 mail for %.100s loops back to myself (%.100s)", d->domain,
+                               dh->name);
+                    return;
+                }
+                struct remote_try *t = &tries[ntries++];
+                const void *ip = sa->sa_family == AF_INET6
+                                     ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                     : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+                if (!inet_ntop(sa->sa_family, ip, t->addr, sizeof(t->addr)))
+                    ntries--;
+                snprintf(t->name, sizeof(t->name), "%s", dh->name);
+                t->port = rc->mx_port;
+            }
+        }
+        if (ntries == 0) {
+            remote_all(res, n, COURIER_TEMP, "451 4.4.4 %.100s: no usable address (%.150s)",
+                       d->domain, route.notes);
+            return;
+        }
+    }
+
+    size_t pending[n ? n : 1], npending = n;
+    for (size_t i = 0; i < n; i++) {
+        pending[i] = i;
+        res[i].res = COURIER_TEMP;
+        snprintf(res[i].text, sizeof(res[i].text), "451 4.4.1 %s: not attempted", d->domain);
+    }
+    for (size_t t = 0; t < ntries && npending > 0; t++) {
+        struct remote_try *x = &tries[t];
+        struct smtp_client_conf cc = {
+            .host = x->addr,
+            .port = x->port,
+            .helo_name = rc->helo,
+            .tls = d->tls == REMOTE_TLS_NONE     ? SMTP_TLS_NONE
+                   : d->tls == REMOTE_TLS_MAY    ? SMTP_TLS_OPPORTUNISTIC
+                   : d->tls == REMOTE_TLS_VERIFY ? SMTP_TLS_REQUIRED
+                                                 : SMTP_TLS_IMPLICIT,
+            .tls_verify = d->tls == REMOTE_TLS_VERIFY || d->tls == REMOTE_TLS_IMPLICIT,
+            .tls_ca_file = rc->tls_ca,
+            .tls_name = x->name[0] == '[' ? NULL : x->name,
+            .auth_user = d->auth_user,
+            .auth_pass = d->auth_pass,
+            .connect_ms = 10000,
+            .greeting_ms = rc->timeout_ms,
+            .command_ms = rc->timeout_ms,
+            .data_init_ms = rc->timeout_ms,
+            .data_block_ms = rc->timeout_ms,
+            .data_end_ms = rc->timeout_ms,
+            .reconnect_base_ms = 10,
+            .reconnect_max_ms = 10,
+            .give_up_ms = 60000,
+            .max_connects = 2,
+        };
+        char key[400];
+        snprintf(key, sizeof(key), "%s|%s|%d|%s", x->addr, x->port, d->tls,
+                 d->auth_user ? d->auth_user : "");
+        struct smtp_client *c = remote_client(key, &cc);
+        const char *list[n ? n : 1];
+        struct smtp_rcpt_result rr[n ? n : 1];
+        for (size_t i = 0; i < npending; i++)
+            list[i] = rcpts[pending[i]];
+        smtp_client_send(c, sender, list, npending, msg, len, rr);
+        if (info)
+            snprintf(info, infosize, "%s[%s]:%s tls=%s", x->name, x->addr, x->port,
+                     smtp_client_tls_info(c));
+        size_t still = 0;
+        for (size_t i = 0; i < npending; i++) {
+            struct remote_result *r = &res[pending[i]];
+            r->res = rr[i].outcome == SMTP_SENT        ? COURIER_OK
+                     : rr[i].outcome == SMTP_PERMANENT ? COURIER_PERM
+                                                       : COURIER_TEMP;
+            snprintf(r->text, sizeof(r->text), "%s", rr[i].text);
+            if (r->res == COURIER_TEMP)
+                pending[still++] = pending[i];
+        }
+        npending = still;
+    }
+}
