@@ -88,6 +88,20 @@ int receive_expand(struct serve *sv, const struct policy *p, struct envelope *en
     return added;
 }
 
+/* "local@domain" of a recipient; the bare RCPT TO:<Postmaster> of RFC 5321 4.5.1
+ * is postmaster@ the server's host name when that is a local domain, else
+ * postmaster@ the first local domain. */
+static void receive_rcpt_addr(const struct policy *p, const struct conf *c,
+                              const struct mailaddr *a, char *out, size_t size)
+{
+    if (a->domain[0]) {
+        addr_format(a, out, size);
+        return;
+    }
+    const char *d = policy_domain(p, c->hostname) || p->n == 0 ? c->hostname : p->v[0].name;
+    snprintf(out, size, "postmaster@%.240s", d);
+}
+
 /* ---- hooks ----------------------------------------------------------------- */
 
 static void receive_auth(void *ctx, struct smtp_session *s, const char *user, const char *pass,
@@ -139,10 +153,11 @@ static void receive_rcpt(void *ctx, struct smtp_session *s, const struct rcpt_pa
     struct alias_result r;
     char addr[ADDR_PATH_MAX + 1];
     struct policy_ref *pr = serve_policy_get(sv);
-    int st = alias_resolve(&pr->p, &p->to, &r);
+    receive_rcpt_addr(&pr->p, &sv->conf, &p->to, addr, sizeof(addr));
+    int st =
+        p->to.domain[0] ? alias_resolve(&pr->p, &p->to, &r) : alias_resolve_str(&pr->p, addr, &r);
     serve_policy_put(pr);
     alias_result_free(&r);
-    addr_format(&p->to, addr, sizeof(addr));
 
     switch (st) {
     case ALIAS_OK:
@@ -271,7 +286,7 @@ static void receive_message(void *ctx, struct smtp_session *s, struct smtp_txn *
     envelope_set(&env->auth_user, au ? au : "");
     struct policy_ref *pr = serve_policy_get(sv);
     for (size_t i = 0; i < t->nrcpt; i++) {
-        addr_format(&t->rcpts[i].to, addr, sizeof(addr));
+        receive_rcpt_addr(&pr->p, &sv->conf, &t->rcpts[i].to, addr, sizeof(addr));
         receive_expand(sv, &pr->p, env, addr, addr, t->rcpts[i].notify, t->rcpts[i].orcpt);
     }
     serve_policy_put(pr);

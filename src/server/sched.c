@@ -38,6 +38,7 @@
 struct sched_item {
     struct envelope *env;
     bool busy;
+    char dest[ADDR_DOMAIN_MAX + 1]; /* while busy: the remote domain it works on, "" if none */
     struct sched_item *prev, *next;
 };
 
@@ -352,13 +353,39 @@ static void deliver_done(void *arg)
 
 /* ---- the schedule -------------------------------------------------------------- */
 
+/* The remote domain an item is waiting for (its first pending remote recipient's),
+ * or NULL when it has only local work: the per-destination limit counts these. */
+static const char *sched_dest(const struct envelope *env)
+{
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        const struct env_rcpt *r = &env->rcpts[i];
+        const char *at = strrchr(r->addr, '@');
+        if (r->status == ENV_RCPT_PENDING && strcmp(r->target, "smtp") == 0 && at)
+            return at + 1;
+    }
+    return NULL;
+}
+
+static bool sched_dest_full(const struct sched *s, const char *dest)
+{
+    size_t n = 0;
+    if (!dest)
+        return false;
+    for (const struct sched_item *it = s->head; it; it = it->next) /* busy envelopes are the
+                                                                      workers': use it->dest */
+        if (it->busy && strcasecmp(it->dest, dest) == 0 && ++n >= s->sv->conf.per_destination)
+            return true;
+    return false;
+}
+
 static void sched_kick(struct sched *s)
 {
     int64_t now = time(NULL);
     bool all = s->retry_now;
     s->retry_now = false;
     for (struct sched_item *it = s->head; it && s->busy < s->max_busy; it = it->next) {
-        if (it->busy || (!all && it->env->next_attempt > now))
+        if (it->busy || (!all && it->env->next_attempt > now) ||
+            sched_dest_full(s, sched_dest(it->env)))
             continue;
         struct deliver_job *j = calloc(1, sizeof(*j));
         if (!j)
@@ -367,6 +394,8 @@ static void sched_kick(struct sched *s)
         j->item = it;
         j->pr = serve_policy_get(s->sv);
         j->jitter = 0.9 + 0.2 * rand_u01(&s->rng);
+        const char *dest = sched_dest(it->env);
+        snprintf(it->dest, sizeof(it->dest), "%s", dest ? dest : "");
         it->busy = true;
         s->busy++;
         workers_submit(s->sv->deliver_pool, deliver_run, deliver_done, j);
@@ -388,7 +417,7 @@ struct sched *sched_new(struct serve *sv)
     if (!s)
         fatal("out of memory");
     s->sv = sv;
-    s->max_busy = 32;
+    s->max_busy = sv->conf.concurrency ? sv->conf.concurrency : 16;
     s->rng = clock_mono_us();
     s->timer = event_new(sv->base, -1, EV_PERSIST, sched_tick, s);
     struct timeval tv = {0, SCHED_TICK_MS * 1000};
