@@ -43,7 +43,7 @@
 
 struct dns_resolver {
     ares_channel ch;
-    unsigned timeout_ms, tries, nservers;
+    unsigned timeout_ms, tries, nservers, max_hosts;
 };
 
 struct dns_mx {
@@ -140,7 +140,7 @@ bool dns_name_valid(const char *name, size_t len)
         if (++label > 63)
             return false;
     }
-    return name[len - 1] != '-';
+    return label > 0 && name[len - 1] != '-';
 }
 
 bool dns_is_null_mx(size_t nmx, const char *first_exchange)
@@ -299,6 +299,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_conf *c, char *why, size_
     r->timeout_ms = c->timeout_ms ? c->timeout_ms : DNS_DEFAULT_TIMEOUT_MS;
     if (r->timeout_ms > DNS_TIMEOUT_MAX_MS)
         r->timeout_ms = DNS_TIMEOUT_MAX_MS;
+    r->max_hosts = c->max_hosts && c->max_hosts < DNS_MAX_HOSTS ? c->max_hosts : DNS_MAX_HOSTS;
     r->tries = c->tries ? c->tries : DNS_DEFAULT_TRIES;
     if (r->tries > DNS_TRIES_MAX)
         r->tries = DNS_TRIES_MAX;
@@ -379,7 +380,7 @@ static const char *dns_status_text(int status)
     case ARES_ETIMEOUT:
         return "timeout";
     case ARES_ECONNREFUSED:
-        return "refused or unreachable DNS server";
+        return "DNS server failed (SERVFAIL), refused or unreachable";
     case ARES_ECANCELLED:
         return "timeout (cancelled)";
     default:
@@ -479,7 +480,8 @@ static void dns_wait(struct dns_resolver *r, struct dns_lookup *lk, uint64_t dea
         maxtv.tv_sec = (time_t)((deadline - now) / 1000u);
         maxtv.tv_usec = (suseconds_t)((deadline - now) % 1000u * 1000u);
         tvp = ares_timeout(r->ch, &maxtv, &tv);
-        ms = (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
+        ms = tvp->tv_sec >= 3600 ? 3600 * 1000
+                                 : (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
         rc = poll(pfd, n, ms);
         if (rc < 0) {
             if (errno == EINTR)
@@ -687,7 +689,7 @@ int dns_resolver_route(struct dns_resolver *r, const char *domain, struct dns_ro
             mx[i].host = m->host;
         }
         dns_mx_order(mx, nmx);
-        for (i = 0; i < nmx && out->nhosts < DNS_MAX_HOSTS; i++) {
+        for (i = 0; i < nmx && out->nhosts < r->max_hosts; i++) {
             size_t hl = strlen(mx[i].host);
             bool dup = false;
             if (hl > 0 && mx[i].host[hl - 1] == '.')
@@ -708,7 +710,7 @@ int dns_resolver_route(struct dns_resolver *r, const char *domain, struct dns_ro
             out->nhosts++;
         }
         if (i < nmx)
-            dns_note(out, "%zu more MX records ignored (limit %d hosts)", nmx - i, DNS_MAX_HOSTS);
+            dns_note(out, "%zu more MX records ignored (limit %u hosts)", nmx - i, r->max_hosts);
         if (out->nhosts == 0) {
             dns_say(why, whylen, "%s: no usable MX host (%s)", qname, out->notes);
             result = DNS_TRANSIENT;
@@ -762,12 +764,13 @@ done:
     free(mx);
     if (lk->pending > 0)
         ares_cancel(r->ch); /* callbacks run now, while lk is alive */
+    if (lk->pending != 0)
+        abort(); /* a callback would later write into freed memory */
     if (lk->mx)
         ares_free_data(lk->mx);
     free(lk);
-    if (result != DNS_OK) {
+    if (result != DNS_OK)
         out->nhosts = 0;
-    }
     return result;
 }
 

@@ -47,6 +47,7 @@ struct dns_conf {
     const char *servers;
     unsigned timeout_ms; /* first-try timeout per query; 0: DNS_DEFAULT_TIMEOUT_MS */
     unsigned tries;      /* attempts per server; 0: DNS_DEFAULT_TRIES */
+    unsigned max_hosts;  /* hosts in a route; 0 or more than DNS_MAX_HOSTS: DNS_MAX_HOSTS */
 };
 
 struct dns_addr {
