@@ -618,6 +618,25 @@ static int set_remote_timeout(struct conf *c, const char *v, char *why)
     return set_duration(&c->remote_timeout_ms, v, MS_SECOND, 3600 * MS_SECOND, why);
 }
 
+/* The override entry of domain, created (no next hop, default TLS) if new. */
+static struct conf_route *conf_route_get(struct conf *c, const char *domain, char *why)
+{
+    for (size_t k = 0; k < c->n_routes; k++)
+        if (strcasecmp(c->routes[k].domain, domain) == 0)
+            return &c->routes[k];
+    if (c->n_routes == CONF_ROUTES_MAX) {
+        snprintf(why, WHY_MAX, "more than %d domains", CONF_ROUTES_MAX);
+        return NULL;
+    }
+    struct conf_route *r = &c->routes[c->n_routes++];
+    memset(r, 0, sizeof(*r));
+    r->tls = -1;
+    snprintf(r->domain, sizeof(r->domain), "%.63s", domain);
+    for (char *q = r->domain; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    return r;
+}
+
 /* "example.com=mx.example.net:25 other.org=[192.0.2.1]:2525" */
 static int set_routes(struct conf *c, const char *v, char *why)
 {
@@ -634,22 +653,9 @@ static int set_routes(struct conf *c, const char *v, char *why)
             return -1;
         }
         *eq = '\0';
-        struct conf_route *r = NULL;
-        for (size_t k = 0; k < c->n_routes && !r; k++)
-            if (strcasecmp(c->routes[k].domain, words[i]) == 0)
-                r = &c->routes[k];
-        if (!r) {
-            if (c->n_routes == CONF_ROUTES_MAX) {
-                snprintf(why, WHY_MAX, "more than %d domains", CONF_ROUTES_MAX);
-                return -1;
-            }
-            r = &c->routes[c->n_routes++];
-            memset(r, 0, sizeof(*r));
-            r->tls = -1;
-            snprintf(r->domain, sizeof(r->domain), "%.63s", words[i]);
-            for (char *q = r->domain; *q; q++)
-                *q = (char)tolower((unsigned char)*q);
-        }
+        struct conf_route *r = conf_route_get(c, words[i], why);
+        if (!r)
+            return -1;
         if (conf_hostport(eq + 1, r->host, sizeof(r->host), r->port, why) < 0)
             return -1;
     }
@@ -673,21 +679,9 @@ static int set_tls_policy(struct conf *c, const char *v, char *why)
         *eq = '\0';
         if (conf_tls_word(eq + 1, false, &pol, why) < 0)
             return -1;
-        struct conf_route *r = NULL;
-        for (size_t k = 0; k < c->n_routes && !r; k++)
-            if (strcasecmp(c->routes[k].domain, words[i]) == 0)
-                r = &c->routes[k];
-        if (!r) {
-            if (c->n_routes == CONF_ROUTES_MAX) {
-                snprintf(why, WHY_MAX, "more than %d domains", CONF_ROUTES_MAX);
-                return -1;
-            }
-            r = &c->routes[c->n_routes++];
-            memset(r, 0, sizeof(*r));
-            snprintf(r->domain, sizeof(r->domain), "%.63s", words[i]);
-            for (char *q = r->domain; *q; q++)
-                *q = (char)tolower((unsigned char)*q);
-        }
+        struct conf_route *r = conf_route_get(c, words[i], why);
+        if (!r)
+            return -1;
         r->tls = pol;
     }
     return 0;
