@@ -332,6 +332,57 @@ static void test_load_files(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+static void test_remote_section(void **state)
+{
+    (void)state;
+    struct conf c;
+    struct conf_errors e = {0};
+    const char *ok = "[remote]\n"
+                     "tls = verify\n"
+                     "tls_policy = legacy.test=none Strict.test=verify\n"
+                     "routes = lab.test=[127.0.0.9]:2600 strict.test=mx.strict.test:25\n"
+                     "smarthost = relay.example.net:587\n"
+                     "smarthost_tls = implicit\n"
+                     "dns_servers = 127.0.0.1:5353 ::1\n"
+                     "port = 2525\n"
+                     "max_hosts = 3\n"
+                     "per_destination = 2\n";
+    assert_int_equal(parse(ok, &c, &e), 0);
+    assert_int_equal(e.n, 0);
+    assert_int_equal(c.remote_tls, CONF_TLS_VERIFY);
+    assert_int_equal(c.smarthost_tls, CONF_TLS_IMPLICIT);
+    assert_string_equal(c.smarthost_host, "relay.example.net");
+    assert_string_equal(c.smarthost_port, "587");
+    assert_string_equal(c.dns_servers, "127.0.0.1:5353,[::1]:53");
+    assert_string_equal(c.remote_port, "2525");
+    assert_int_equal(c.max_hosts, 3);
+    const struct conf_route *r = conf_route_for(&c, "LAB.test");
+    assert_non_null(r);
+    assert_string_equal(r->host, "[127.0.0.9]");
+    assert_string_equal(r->port, "2600");
+    assert_int_equal(r->tls, -1);
+    r = conf_route_for(&c, "strict.test");
+    assert_non_null(r);
+    assert_int_equal(r->tls, CONF_TLS_VERIFY);
+    assert_string_equal(r->host, "mx.strict.test");
+    assert_int_equal(conf_route_for(&c, "legacy.test")->tls, CONF_TLS_NONE);
+    assert_null(conf_route_for(&c, "other.test"));
+    conf_errors_free(&e);
+
+    const char *bad = "[remote]\n"
+                      "tls = implicit\n"
+                      "routes = nohost\n"
+                      "dns_servers = dns.example\n"
+                      "port = 0\n";
+    assert_int_equal(parse(bad, &c, &e), -1);
+    assert_int_equal(e.n, 4);
+    assert_non_null(strstr(e.v[0], "t.conf:2:"));
+    assert_non_null(strstr(e.v[1], "t.conf:3:"));
+    assert_non_null(strstr(e.v[2], "t.conf:4:"));
+    assert_non_null(strstr(e.v[3], "t.conf:5:"));
+    conf_errors_free(&e);
+}
+
 static void test_maildir_path_and_default_path(void **state)
 {
     (void)state;
@@ -359,6 +410,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_remote_section),
         cmocka_unit_test(test_all_keys),
         cmocka_unit_test(test_errors_by_line),
         cmocka_unit_test(test_cross_key_errors),
