@@ -161,6 +161,14 @@ size_t qstore_count(const struct qstore *s)
     return atomic_load(&s->count);
 }
 
+void qstore_count_adjust(struct qstore *s, int delta)
+{
+    if (delta > 0)
+        atomic_fetch_add(&s->count, (size_t)delta);
+    else if (delta < 0 && atomic_load(&s->count) >= (size_t)-delta)
+        atomic_fetch_sub(&s->count, (size_t)-delta);
+}
+
 /* ---- ids --------------------------------------------------------------- */
 
 static uint64_t splitmix64(uint64_t *x)

@@ -124,6 +124,9 @@ int qstore_list(struct qstore *s, qstore_item_fn fn, void *ctx, char *why, size_
 /* Items in the queue as this process knows them (recovered + committed -
  * removed - quarantined). */
 size_t qstore_count(const struct qstore *s);
+/* Another process (`tern sendmail`, `tern queue delete`) added or removed an item
+ * this store has learnt about: keep the count used for max_items right. */
+void qstore_count_adjust(struct qstore *s, int delta);
 
 /* May a message of about size octets be accepted now?  0 if yes; -1 with
  * errno ENOSPC and why if the disk or the queue is too full (answer 452), or

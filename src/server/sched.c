@@ -38,6 +38,8 @@
 struct sched_item {
     struct envelope *env;
     bool busy;
+    bool retry; /* a retry-all came while busy: try again right after this attempt */
+    bool found; /* taken in by a scan of the queue folder (sched_found) */
     char dest[ADDR_DOMAIN_MAX + 1]; /* while busy: the remote domain it works on, "" if none */
     struct sched_item *prev, *next;
 };
@@ -46,9 +48,9 @@ struct sched {
     struct serve *sv;
     struct sched_item *head;
     size_t n, busy, max_busy;
+    size_t n_found; /* items with found set */
     struct event *timer;
     uint64_t rng;
-    bool retry_now;
 };
 
 struct deliver_job {
@@ -232,6 +234,7 @@ static void deliver_run(void *arg)
     if (qstore_read_msg(sv->store, env->id, &msg, why, sizeof(why)) < 0) {
         if (errno == ENOENT) { /* deleted by `tern queue delete` */
             log_info("id=%s: removed from the queue by an administrator", env->id);
+            qstore_count_adjust(sv->store, -1);
             j->removed = true;
             return;
         }
@@ -327,6 +330,8 @@ static void sched_unlink(struct sched *s, struct sched_item *it)
     if (it->next)
         it->next->prev = it->prev;
     s->n--;
+    if (it->found)
+        s->n_found--;
 }
 
 static void deliver_done(void *arg)
@@ -343,6 +348,9 @@ static void deliver_done(void *arg)
         envelope_free(it->env);
         free(it->env);
         free(it);
+    } else if (it->retry) {
+        it->retry = false;
+        it->env->next_attempt = time(NULL);
     }
     if (j->dsn)
         sched_add(s, j->dsn);
@@ -381,11 +389,8 @@ static bool sched_dest_full(const struct sched *s, const char *dest)
 static void sched_kick(struct sched *s)
 {
     int64_t now = time(NULL);
-    bool all = s->retry_now;
-    s->retry_now = false;
     for (struct sched_item *it = s->head; it && s->busy < s->max_busy; it = it->next) {
-        if (it->busy || (!all && it->env->next_attempt > now) ||
-            sched_dest_full(s, sched_dest(it->env)))
+        if (it->busy || it->env->next_attempt > now || sched_dest_full(s, sched_dest(it->env)))
             continue;
         struct deliver_job *j = calloc(1, sizeof(*j));
         if (!j)
@@ -428,6 +433,15 @@ struct sched *sched_new(struct serve *sv)
 
 void sched_add(struct sched *s, struct envelope *env)
 {
+    /* a scan (sched_retry_all) may have taken in a commit before its commit_done() adds it:
+     * one item per id, or it is delivered twice */
+    for (struct sched_item *o = s->n_found ? s->head : NULL; o; o = o->next) {
+        if (o->found && strcmp(o->env->id, env->id) == 0) {
+            envelope_free(env);
+            free(env);
+            return;
+        }
+    }
     struct sched_item *it = calloc(1, sizeof(*it));
     if (!it)
         fatal("out of memory");
@@ -469,8 +483,11 @@ static void sched_found(void *ctx, struct envelope *env)
     for (struct sched_item *it = s->head; it; it = it->next)
         if (strcmp(it->env->id, env->id) == 0)
             return;
-    log_info("id=%s: found in the queue (put there by sendmail)", env->id);
+    log_info("id=%s: taken in from the queue folder", env->id);
+    qstore_count_adjust(s->sv->store, 1);
     sched_recovered(s, env);
+    s->head->found = true; /* sched_add() put it first (no other item has its id) */
+    s->n_found++;
 }
 
 void sched_retry_all(struct sched *s)
@@ -479,7 +496,15 @@ void sched_retry_all(struct sched *s)
     /* items committed by `tern sendmail` are on disk only: take them in */
     if (qstore_list(s->sv->store, sched_found, s, why, sizeof(why)) < 0)
         log_error("queue scan: %s", why);
-    s->retry_now = true;
+    /* every item is due now, also those beyond max_busy or busy at this moment (a one-shot
+     * flag would be lost for them) */
+    int64_t now = time(NULL);
+    for (struct sched_item *it = s->head; it; it = it->next) {
+        if (it->busy)
+            it->retry = true; /* its envelope is the worker's until deliver_done() */
+        else if (it->env->next_attempt > now)
+            it->env->next_attempt = now;
+    }
     sched_kick(s);
 }
 

@@ -31,6 +31,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/netaddr.h"
+#include "deliver/remote.h"
 #include "server/workers.h"
 #include "smtp/listen.h"
 #include "smtp/session.h"
@@ -263,6 +264,7 @@ int serve_main(int argc, char **argv)
         fatal("cannot create the event loop");
     sv.commit_pool = workers_new(sv.base, 8);
     sv.deliver_pool = workers_new(sv.base, sv.conf.concurrency);
+    workers_on_thread_exit(sv.deliver_pool, remote_thread_cleanup);
     sv.sched = sched_new(&sv);
 
     struct smtp_server_conf sc = {

@@ -39,6 +39,7 @@ struct workers {
     unsigned nthreads;
     int pipe[2];
     struct event *ev;
+    void (*thread_exit)(void);
 };
 
 static void workers_push(struct job **head, struct job **tail, struct job *j)
@@ -86,7 +87,14 @@ static void *workers_thread(void *arg)
         }
     }
     pthread_mutex_unlock(&w->mu);
+    if (w->thread_exit)
+        w->thread_exit();
     return NULL;
+}
+
+void workers_on_thread_exit(struct workers *w, void (*fn)(void))
+{
+    w->thread_exit = fn;
 }
 
 /* On the loop thread: run done() for every finished job. */

@@ -21,6 +21,8 @@ typedef void (*workers_fn)(void *arg);
 
 struct workers *workers_new(struct event_base *base, unsigned nthreads);
 void workers_submit(struct workers *w, workers_fn run, workers_fn done, void *arg);
+/* Run fn on each worker thread as it stops (thread-local clean-up); set before jobs. */
+void workers_on_thread_exit(struct workers *w, void (*fn)(void));
 /* Jobs submitted and not yet done(). */
 size_t workers_pending(const struct workers *w);
 /* Finish every submitted job (run and done), then stop the threads. */

@@ -1,0 +1,884 @@
+"""test_serve_crash - `tern serve` under kill -9, with a full queue and a full disk.
+
+Standard library only (unittest, smtplib, mailbox); loopback only.  Every
+server is started by the test itself and ended by its PID: SIGKILL in the
+crash test, SIGTERM (then a check of a clean exit and of the absence of any
+sanitizer report) at the end of every test.
+
+- KillRestartTest: clients send a few hundred messages (unique token, 1-4 KiB,
+  some with several recipients or an alias) while the server is killed with
+  SIGKILL at random moments and restarted on the same port and data_dir.  At
+  the end every message that got 250 is in the Maildir of each recipient; a
+  message whose 250 was never seen is in all its mailboxes, whole, or in none;
+  no copy is truncated or mixed; duplicates are explained (a retry after a lost
+  250, or the redelivery of an item that was in the queue at a kill).
+- QueueFullTest: [queue] max_items = 5 with an MDA that fails (exit 75): the
+  sixth message gets 452 4.3.1 at MAIL; once the MDA works again and the queue
+  drains, mail is accepted again.
+- DiskFullTest: data_dir on a 2 MiB tmpfs (skipped when mounting is not
+  permitted): min_free_space = 0 -> 452 at end of data from ENOSPC, never a 250
+  followed by a loss, and every accepted message delivered once space is freed;
+  min_free_space = 1M -> 452 4.3.1 at MAIL.
+
+Environment: TERN is the tern binary (default /work/main/build/tern);
+TERN_CRASH_SEED fixes the random choices of the crash test (printed on failure);
+TERN_KEEP=1 keeps the temporary folders.
+"""
+
+import hashlib
+import mailbox
+import os
+import random
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+from ternlib import Dialogue, TERN
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+SETTLE_TIMEOUT = 60.0
+HOSTNAME = "mx.example.test"
+DOMAIN = "example.test"
+SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
+
+
+# ---- small helpers (this file's own) ---------------------------------------------
+
+
+def free_port():
+    """A loopback TCP port that was free a moment ago (bound, then closed), below the ephemeral
+    range when possible: while the server is down, a client's reconnect could otherwise get that
+    very port as its own source port (a TCP self-connect) and keep the server from binding it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    candidates = [random.randrange(10000, low) for _ in range(50)] if low > 11000 else []
+    for port in candidates + [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+def make_dir(test, prefix):
+    d = tempfile.mkdtemp(prefix=prefix)
+    if not os.environ.get("TERN_KEEP"):
+        test.addCleanup(shutil.rmtree, d, True)
+    return d
+
+
+def write_conf(folder, port, data_dir, queue=None, local=None):
+    """tern.conf in folder with an smtp listener on 127.0.0.1:port; returns its path."""
+    q = {"retry": "1s", "give_up": "1h", "delay_warning": "off", "min_free_space": "0"}
+    q.update(queue or {})
+    lines = ["[server]", "hostname = " + HOSTNAME, "data_dir = " + data_dir, "",
+             "[listen]", "smtp = 127.0.0.1:%d" % port, "", "[queue]"]
+    lines += ["%s = %s" % kv for kv in q.items()]
+    if local:
+        lines += ["", "[local]"] + ["%s = %s" % kv for kv in local.items()]
+    path = os.path.join(folder, "tern.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def tern_cmd(*args, input=None):
+    p = subprocess.run([TERN] + list(args), input=input, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=60)
+    if p.returncode != 0:
+        raise AssertionError("%s failed (%d): %s" % (args, p.returncode,
+                                                      p.stdout.decode(errors="replace")))
+    return p.stdout.decode(errors="replace")
+
+
+def add_users(conf, *names):
+    for n in names:
+        tern_cmd("user", "add", "--config", conf, "%s@%s" % (n, DOMAIN), input=b"pw-%s\n" % n.encode())
+
+
+def wait_until(pred, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+def maildir_path(data_dir, user):
+    return os.path.join(data_dir, "mail", DOMAIN, user, "Maildir")
+
+
+def maildir_raw(data_dir, user):
+    """The raw octets of every message in new/ and cur/ of user's Maildir."""
+    path = maildir_path(data_dir, user)
+    if not os.path.isdir(path):
+        return []
+    md = mailbox.Maildir(path, factory=None, create=False)
+    return [md.get_bytes(k) for k in md.keys()]
+
+
+def split_message(raw):
+    """(headers as text, body octets) of a stored message (LF line ends)."""
+    head, sep, body = raw.partition(b"\n\n")
+    return head.decode("utf-8", "replace"), body if sep else None
+
+
+def header(head, name):
+    m = re.search(r"^%s:[ \t]*(.*)$" % re.escape(name), head, re.M | re.I)
+    return m.group(1).strip() if m else None
+
+
+def dot_stuff(data):
+    out = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + out if out.startswith(b".") else out
+
+
+class Server:
+    """One `tern serve` process; its log (stdout+stderr) goes to log_path."""
+
+    def __init__(self, conf, log_path):
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen([TERN, "serve", "--config", conf], stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        if not wait_until(lambda: "serve info: ready:" in self.log or self.proc.poll() is not None,
+                          START_TIMEOUT) or self.proc.poll() is not None:
+            self.kill()
+            raise AssertionError("tern serve did not start:\n" + self.log[-4000:])
+
+    @property
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log_size(self):
+        return os.path.getsize(self.log_path)
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        """SIGKILL (by PID) and reap."""
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(STOP_TIMEOUT)
+        self._log.close()
+
+    def stop(self):
+        """SIGTERM (by PID), wait (SIGKILL if it hangs); the exit code."""
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(STOP_TIMEOUT)
+        self._log.close()
+        return self.proc.returncode
+
+    def check_clean_exit(self):
+        rc = self.stop()
+        log = self.log
+        if rc != 0 or SANITIZER_RE.search(log):
+            raise AssertionError("tern serve exited with %s\n--- log tail ---\n%s" % (rc, log[-6000:]))
+
+
+def queue_files(data_dir, sub="queue"):
+    try:
+        return sorted(os.listdir(os.path.join(data_dir, "queue", sub)))
+    except FileNotFoundError:
+        return []
+
+
+def wait_settled(data_dir, srv, timeout=SETTLE_TIMEOUT, quiet=1.0):
+    """Wait (bounded) until queue/queue is empty and the log has not grown for `quiet` s."""
+    deadline = time.monotonic() + timeout
+    size, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now_size = srv.log_size()
+        if now_size != size:
+            size, since = now_size, time.monotonic()
+        if not queue_files(data_dir) and time.monotonic() - since >= quiet:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def queued_senders(data_dir):
+    """{queue id: envelope sender} of every complete envelope in queue/queue."""
+    out = {}
+    qdir = os.path.join(data_dir, "queue", "queue")
+    for name in queue_files(data_dir):
+        if not name.endswith(".env"):
+            continue
+        try:
+            with open(os.path.join(qdir, name), "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            continue
+        lines = text.splitlines()
+        if not lines or lines[-1] != "end":
+            continue
+        m = re.search(r"^sender <(.*)>$", text, re.M)
+        out[name[:-4]] = m.group(1) if m else None
+    return out
+
+
+# ---- the crash test -------------------------------------------------------------------
+
+N_MESSAGES = 300
+N_CLIENTS = 2
+N_KILLS = 5
+MAX_ATTEMPTS = 6
+CLIENT_TIMEOUT = 120.0
+USERS = ("alice", "bob", "carol")
+ALIASES = {"team": ("alice", "bob")}
+PHASES = ("in_data", "after_dot", "after_250", "any", "any")
+
+
+class Msg:
+    """One message of the crash test and what the client saw of it."""
+
+    def __init__(self, i, tag, rng):
+        self.i = i
+        self.token = "%s-%03d" % (tag, i)
+        pick = rng.random()
+        if pick < 0.60:
+            self.rcpts = ["alice"]
+        elif pick < 0.75:
+            self.rcpts = ["alice", "bob"]
+        elif pick < 0.85:
+            self.rcpts = ["bob", "carol"]
+        elif pick < 0.95:
+            self.rcpts = ["team"]
+        else:
+            self.rcpts = ["team", "carol", "alice"]
+        boxes = set()
+        for r in self.rcpts:
+            boxes.update(ALIASES.get(r, (r,)))
+        self.boxes = boxes
+        size = rng.randint(1024, 4096)
+        lines, n = [], 0
+        while n < size:
+            line = "%s line %04d %s" % (self.token, len(lines), "".join(
+                rng.choice("abcdefghijklmnopqrstuvwxyz0123456789 ") for _ in range(rng.randint(10, 60))))
+            if rng.random() < 0.05:
+                line = "." + line  # dot-stuffing on the wire
+            lines.append(line)
+            n += len(line) + 2
+        body = ("\r\n".join(lines) + "\r\n").encode()
+        head = ("From: <client@client.test>\r\nTo: %s\r\nSubject: crash test %s\r\n"
+                "Message-ID: <%s@client.test>\r\nX-Crash-Token: %s\r\n\r\n"
+                % (", ".join("<%s@%s>" % (r, DOMAIN) for r in self.rcpts), self.token, self.token,
+                   self.token)).encode()
+        self.data = head + body
+        self.body_hash = hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest()
+        self.attempts = []  # [k, dot_sent, code or None, text]
+        self.retry_ambiguous = i % 2 == 0  # odd: give up once the dot was sent and no reply came
+
+    def sender(self, k):
+        return "m%03d.a%d@client.test" % (self.i, k)
+
+    @property
+    def got_250(self):
+        return any(a[2] == 250 for a in self.attempts)
+
+    @property
+    def lost_250(self):
+        """Attempts whose end of data was sent but whose reply was never seen."""
+        return [a for a in self.attempts if a[1] and a[2] is None]
+
+
+class CrashClient(threading.Thread):
+    """Sends its share of the messages over smtplib, reconnecting when the server is gone."""
+
+    def __init__(self, shared, msgs):
+        super().__init__(daemon=True)
+        self.sh = shared
+        self.msgs = msgs
+        self.smtp = None
+        self.error = None
+
+    def _connect(self):
+        while not self.sh.abort.is_set():
+            try:
+                s = smtplib.SMTP("127.0.0.1", self.sh.port, local_hostname="client.test", timeout=15)
+                code, _ = s.ehlo()
+                if code == 250:
+                    return s
+                s.close()
+            except OSError:  # refused, reset, smtplib.SMTPServerDisconnected ...
+                pass
+            time.sleep(0.02)
+        raise RuntimeError("client deadline passed")
+
+    def _drop(self):
+        if self.smtp:
+            try:
+                self.smtp.close()
+            except OSError:
+                pass
+        self.smtp = None
+
+    def _attempt(self, m, k):
+        """One transaction; appends [k, dot_sent, code, text] to m.attempts."""
+        rec = [k, False, None, ""]
+        m.attempts.append(rec)
+        try:
+            if self.smtp is None:
+                self.smtp = self._connect()
+            s = self.smtp
+            code, text = s.mail(m.sender(k))
+            if code != 250:
+                rec[2], rec[3] = code, "MAIL: %r" % text
+                s.rset()
+                return
+            for r in m.rcpts:
+                code, text = s.rcpt("%s@%s" % (r, DOMAIN))
+                if code != 250:
+                    rec[2], rec[3] = code, "RCPT: %r" % text
+                    s.rset()
+                    return
+            code, text = s.docmd("DATA")
+            if code != 354:
+                rec[2], rec[3] = code, "DATA: %r" % text
+                return
+            self.sh.events["in_data"].set()
+            s.send(dot_stuff(m.data) + b".\r\n")
+            rec[1] = True
+            self.sh.events["after_dot"].set()
+            code, text = s.getreply()
+            rec[2], rec[3] = code, text.decode(errors="replace")
+            if code == 250:
+                self.sh.events["after_250"].set()
+        except OSError as e:
+            rec[3] = "%s: %s" % (type(e).__name__, e)
+            self._drop()
+
+    def run(self):
+        try:
+            for m in self.msgs:
+                for k in range(MAX_ATTEMPTS):
+                    self._attempt(m, k)
+                    a = m.attempts[-1]
+                    if a[2] == 250 or (a[2] is not None and a[2] >= 500):
+                        break
+                    if a[1] and a[2] is None and not m.retry_ambiguous:
+                        break
+                    time.sleep(0.01)
+                self.sh.progress()
+                time.sleep(self.sh.think_time())
+            self._drop()
+        except Exception as e:  # reported by the test
+            self.error = "%s: %s" % (type(e).__name__, e)
+
+
+class Shared:
+    def __init__(self, port, n):
+        self.port = port
+        self.n = n
+        self.lock = threading.Lock()
+        self.done = 0
+        self.kills = 0
+        self.abort = threading.Event()
+        self.events = {p: threading.Event() for p in PHASES}
+
+    def progress(self):
+        with self.lock:
+            self.done += 1
+
+    def think_time(self):
+        """Fast until this stretch's share of messages is sent, then a trickle until the next kill,
+        so that every kill falls while mail is flowing."""
+        with self.lock:
+            ahead = self.kills < N_KILLS and self.done >= (self.kills + 1) * self.n // (N_KILLS + 1)
+        return 0.06 if ahead else 0.002
+
+
+class KillRestartTest(unittest.TestCase):
+    def test_kill_9_while_receiving(self):
+        seed = int(os.environ.get("TERN_CRASH_SEED", random.randrange(1 << 30)))
+        rng = random.Random(seed)
+        t0 = time.monotonic()
+        where = make_dir(self, "tern-crash-")
+        data_dir = os.path.join(where, "data")
+        port = free_port()
+        conf = write_conf(where, port, "data")
+        add_users(conf, *USERS)
+        with open(os.path.join(data_dir, "domains", DOMAIN, "aliases"), "w") as f:
+            for name, targets in ALIASES.items():
+                f.write("%s: %s\n" % (name, ", ".join(targets)))
+
+        tag = "%08x" % rng.randrange(1 << 32)
+        msgs = [Msg(i, tag, rng) for i in range(N_MESSAGES)]
+        shared = Shared(port, N_MESSAGES)
+        runs = []  # every Server, in order
+        snapshots = []  # per kill: {queue id: sender} of the complete items then on disk
+        ctx = "seed=%d dir=%s" % (seed, where)
+
+        runs.append(Server(conf, os.path.join(where, "run-0.log")))
+        self.addCleanup(lambda: runs[-1].stop())
+        clients = [CrashClient(shared, msgs[c::N_CLIENTS]) for c in range(N_CLIENTS)]
+        for c in clients:
+            c.start()
+        timer = threading.Timer(CLIENT_TIMEOUT, shared.abort.set)
+        timer.daemon = True
+        timer.start()
+        self.addCleanup(timer.cancel)
+        self.addCleanup(shared.abort.set)
+
+        phases = list(PHASES)
+        rng.shuffle(phases)
+        kill_notes = []
+        for k in range(N_KILLS):
+            time.sleep(rng.uniform(0.2, 1.5))
+            phase = phases[k]
+            busy = any(c.is_alive() for c in clients)
+            if phase != "any" and busy:
+                ev = shared.events[phase]
+                ev.clear()
+                ev.wait(2.0)
+            if rng.random() < 0.5:
+                time.sleep(rng.uniform(0, 0.003))
+            if runs[-1].proc.poll() is not None:
+                self.fail("run %d of tern serve died by itself (%s) (%s)\n%s"
+                          % (k, runs[-1].proc.returncode, ctx, runs[-1].log[-4000:]))
+            runs[-1].kill()
+            snapshots.append(queued_senders(data_dir))
+            kill_notes.append("%s%s after %d msgs" % (phase, "" if busy else " (clients done)",
+                                                       shared.done))
+            with shared.lock:
+                shared.kills += 1
+            runs.append(Server(conf, os.path.join(where, "run-%d.log" % (k + 1))))
+
+        for c in clients:
+            c.join(CLIENT_TIMEOUT)
+        timer.cancel()
+        for c in clients:
+            self.assertFalse(c.is_alive(), "client still running (%s)" % ctx)
+            self.assertIsNone(c.error, "client: %s (%s)" % (c.error, ctx))
+        srv = runs[-1]
+        settled = wait_settled(data_dir, srv)
+        left = queue_files(data_dir)
+        srv.check_clean_exit()
+        self.assertTrue(settled, "queue not empty after %.0f s: %s (%s)" % (SETTLE_TIMEOUT, left[:10], ctx))
+
+        logs = [r.log for r in runs]
+        for n, log in enumerate(logs):
+            m = SANITIZER_RE.search(log)
+            self.assertIsNone(m, "run %d: sanitizer report (%s)\n%s" % (n, ctx, log[-4000:]))
+            for q in re.findall(r"queue recovered: .*?(\d+) quarantined", log):
+                self.assertEqual(q, "0", "run %d quarantined an item (%s)" % (n, ctx))
+
+        self._check_mailboxes(msgs, data_dir, snapshots, ctx)
+        report = self._report(msgs, data_dir, snapshots)
+        sys.stderr.write("\n[crash test] seed=%d, %d kills (%s); %s; %.1f s\n"
+                         % (seed, N_KILLS, "; ".join(kill_notes), report, time.monotonic() - t0))
+
+    # -- the verdict ----------------------------------------------------------------
+
+    def _copies(self, data_dir):
+        """{(i, k, user): count}, {(i, k, user): [(headers, body)]}, problems found reading."""
+        copies, stored, problems = {}, {}, []
+        for user in USERS:
+            for raw in maildir_raw(data_dir, user):
+                head, body = split_message(raw)
+                rp = header(head, "Return-Path")
+                m = re.fullmatch(r"<m(\d{3})\.a(\d+)@client\.test>", rp or "")
+                if not m or body is None:
+                    problems.append("%s: unidentified message %r" % (user, raw[:300]))
+                    continue
+                key = (int(m.group(1)), int(m.group(2)), user)
+                copies[key] = copies.get(key, 0) + 1
+                stored.setdefault(key, []).append((head, body))
+        return copies, stored, problems
+
+    def _check_mailboxes(self, msgs, data_dir, snapshots, ctx):
+        copies, stored_all, problems = self._copies(data_dir)
+        by_i = {m.i: m for m in msgs}
+        for (i, k, user), stored in stored_all.items():
+            m = by_i.get(i)
+            if m is None or k >= len(m.attempts):
+                problems.append("%s: copy of a transaction never made: m%03d.a%d" % (user, i, k))
+                continue
+            if not m.attempts[k][1]:
+                problems.append("%s: m%03d.a%d delivered but its end of data was never sent"
+                                % (user, i, k))
+            if user not in m.boxes:
+                problems.append("%s: m%03d delivered to the wrong mailbox" % (user, i))
+            for head, body in stored:
+                if header(head, "X-Crash-Token") != m.token or header(head, "Delivered-To") != \
+                        "%s@%s" % (user, DOMAIN):
+                    problems.append("%s: m%03d.a%d has wrong headers:\n%s" % (user, i, k, head))
+                if hashlib.sha256(body).hexdigest() != m.body_hash:
+                    problems.append("%s: m%03d.a%d body differs (%d octets stored): truncated or "
+                                    "mixed" % (user, i, k, len(body)))
+
+        pending = {}  # sender -> number of kills at which it was queued; and id uniqueness
+        for snap in snapshots:
+            for qid, sender in snap.items():
+                pending[sender] = pending.get(sender, 0) + 1
+        ids_by_sender = {}
+        for snap in snapshots:
+            for qid, sender in snap.items():
+                ids_by_sender.setdefault(sender, set()).add(qid)
+        for sender, ids in ids_by_sender.items():
+            if len(ids) > 1:
+                problems.append("one transaction queued twice: %s as %s" % (sender, sorted(ids)))
+
+        for m in msgs:
+            for a in m.attempts:
+                k = a[0]
+                have = {u for u in USERS if copies.get((m.i, k, u))}
+                if m.sender(k) in pending and have != m.boxes:
+                    problems.append("m%03d.a%d was a complete queue item at a kill but is missing "
+                                    "from %s: not recovered" % (m.i, k, sorted(m.boxes - have)))
+                if a[2] == 250 and have != m.boxes:
+                    problems.append("m%03d.a%d got 250 (%s) but is missing from %s"
+                                    % (m.i, k, a[3], sorted(m.boxes - have)))
+                elif a[2] != 250 and have and have != m.boxes:
+                    problems.append("m%03d.a%d (no 250: %s) is in %s but not in %s: split"
+                                    % (m.i, k, a[3] or "-", sorted(have), sorted(m.boxes - have)))
+                if a[2] is not None and a[2] != 250 and have:
+                    problems.append("m%03d.a%d was refused (%d %s) yet delivered"
+                                    % (m.i, k, a[2], a[3]))
+                if a[2] is not None and a[2] >= 500:
+                    problems.append("m%03d.a%d permanently refused: %d %s" % (m.i, k, a[2], a[3]))
+                allowed = 1 + pending.get(m.sender(k), 0)
+                for u in have:
+                    if copies[(m.i, k, u)] > allowed:
+                        problems.append("%s: m%03d.a%d stored %d times; it was in the queue at %d "
+                                        "kills" % (u, m.i, k, copies[(m.i, k, u)], allowed - 1))
+            if not m.attempts or (not m.got_250 and not m.lost_250):
+                problems.append("m%03d: never sent completely (%s)" % (m.i, m.attempts))
+        if problems:
+            self.fail("%d problems (%s):\n%s" % (len(problems), ctx, "\n".join(problems[:40])))
+
+    def _report(self, msgs, data_dir, snapshots):
+        copies, _, _ = self._copies(data_dir)
+        ok = sum(1 for m in msgs if m.got_250)
+        lost = [m for m in msgs if m.lost_250]
+        lost_kept = sum(1 for m in lost for a in m.lost_250
+                        if any(copies.get((m.i, a[0], u)) for u in USERS))
+        lost_n = sum(len(m.lost_250) for m in lost)
+        retry_dups = sum(1 for m in msgs if m.got_250 and
+                         any(copies.get((m.i, a[0], u)) for a in m.lost_250 for u in USERS))
+        redeliv = sum(c - 1 for c in copies.values() if c > 1)
+        given_up = sum(1 for m in msgs if not m.got_250)
+        attempts = sum(len(m.attempts) for m in msgs)
+        return ("%d messages, %d attempts, %d got 250, %d given up without 250; %d ends of data "
+                "without a reply: %d of them delivered whole, %d not at all; duplicates: %d messages "
+                "(retry after a lost 250), %d copies (redelivery after a kill); items queued at the "
+                "kills: %s" % (len(msgs), attempts, ok, given_up, lost_n, lost_kept, lost_n - lost_kept,
+                               retry_dups, redeliv, [len(s) for s in snapshots]))
+
+
+# ---- queue full -------------------------------------------------------------------------
+
+
+def transaction(port, sender, rcpts, data):
+    """One transaction over a raw socket: (stage, reply) where stage is 'mail', 'rcpt' or 'data'
+    and reply the first non-2xx/3xx reply, or the end-of-data reply."""
+    with Dialogue(port) as d:
+        d.expect(220)
+        d.cmd("EHLO client.test", 250)
+        r = d.cmd("MAIL FROM:<%s>" % sender)
+        if r.code != 250:
+            d.cmd("QUIT")
+            return "mail", r
+        for rc in rcpts:
+            r = d.cmd("RCPT TO:<%s>" % rc)
+            if r.code != 250:
+                d.cmd("QUIT")
+                return "rcpt", r
+        d.cmd("DATA", 354)
+        d.send(dot_stuff(data) + b".\r\n")
+        r = d.reply()
+        d.cmd("QUIT", 221)
+        return "data", r
+
+
+def simple_message(token, size=300):
+    body = b"".join(b"%s line %05d xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n" % (token.encode(), n)
+                    for n in range(max(1, size // 64)))
+    head = ("From: <s@client.test>\r\nTo: <alice@%s>\r\nSubject: %s\r\nMessage-ID: <%s@client.test>\r\n"
+            "X-Token: %s\r\n\r\n" % (DOMAIN, token, token, token)).encode()
+    return head + body, hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest()
+
+
+class QueueFullTest(unittest.TestCase):
+    def test_max_items_452_at_mail(self):
+        where = make_dir(self, "tern-qfull-")
+        flag = os.path.join(where, "mda-works")
+        mda = os.path.join(where, "mda.sh")
+        with open(mda, "w") as f:
+            f.write("#!/bin/sh\ncat > /dev/null\n[ -e '%s' ] && exit 0\nexit 75\n" % flag)
+        os.chmod(mda, 0o755)
+        port = free_port()
+        conf = write_conf(where, port, "data", queue={"max_items": "5", "retry": "10m"},
+                          local={"delivery": "mda", "mda_command": mda + " %to%"})
+        add_users(conf, "alice")
+        srv = Server(conf, os.path.join(where, "serve.log"))
+        self.addCleanup(srv.check_clean_exit)
+
+        for n in range(5):
+            stage, r = transaction(port, "s%d@client.test" % n, ["alice@" + DOMAIN],
+                                   simple_message("q%d" % n)[0])
+            self.assertEqual((stage, r.code), ("data", 250), "message %d: %r" % (n, r))
+        self.assertTrue(wait_until(lambda: srv.log.count("deferred") >= 5, 20), srv.log[-3000:])
+        self.assertEqual(len([f for f in queue_files(os.path.join(where, "data")) if f.endswith(".env")]), 5)
+
+        stage, r = transaction(port, "s5@client.test", ["alice@" + DOMAIN], simple_message("q5")[0])
+        self.assertEqual((stage, r.code, r.enh), ("mail", 452, "4.3.1"), r)
+        with Dialogue(port) as d:  # the session stays usable after the 452
+            d.expect(220)
+            d.cmd("EHLO client.test", 250)
+            d.cmd("MAIL FROM:<s6@client.test>", 452, "4.3.1")
+            d.cmd("RSET", 250)
+            d.cmd("NOOP", 250)
+            d.cmd("QUIT", 221)
+
+        # the MDA works again: the queue drains and mail is accepted again
+        open(flag, "w").close()
+        srv.signal(signal.SIGUSR1)
+        self.assertTrue(wait_until(lambda: not queue_files(os.path.join(where, "data")), 20),
+                        srv.log[-3000:])
+        stage, r = transaction(port, "s7@client.test", ["alice@" + DOMAIN], simple_message("q7")[0])
+        self.assertEqual((stage, r.code), ("data", 250), r)
+        self.assertTrue(wait_until(lambda: srv.log.count("via=mda delivered") >= 6, 20), srv.log[-3000:])
+
+    def test_full_queue_of_40_drains_on_sigusr1(self):
+        """More items than the scheduler runs at once (32): SIGUSR1 must retry every one of them,
+        not only the first batch (the others would wait for their retry time, 10 minutes)."""
+        n_items = 40
+        where = make_dir(self, "tern-qfull40-")
+        flag = os.path.join(where, "mda-works")
+        mda = os.path.join(where, "mda.sh")
+        with open(mda, "w") as f:
+            f.write("#!/bin/sh\ncat > /dev/null\n[ -e '%s' ] && exit 0\nexit 75\n" % flag)
+        os.chmod(mda, 0o755)
+        port = free_port()
+        conf = write_conf(where, port, "data", queue={"max_items": str(n_items), "retry": "10m"},
+                          local={"delivery": "mda", "mda_command": mda + " %to%"})
+        add_users(conf, "alice")
+        srv = Server(conf, os.path.join(where, "serve.log"))
+        self.addCleanup(srv.check_clean_exit)
+        with Dialogue(port) as d:
+            d.expect(220)
+            d.cmd("EHLO client.test", 250)
+            for n in range(n_items):
+                d.cmd("MAIL FROM:<s%d@client.test>" % n, 250)
+                d.cmd("RCPT TO:<alice@%s>" % DOMAIN, 250)
+                d.cmd("DATA", 354)
+                d.send(dot_stuff(simple_message("r%d" % n)[0]) + b".\r\n")
+                d.expect(250)
+            d.cmd("MAIL FROM:<over@client.test>", 452, "4.3.1")
+            d.cmd("QUIT", 221)
+        self.assertTrue(wait_until(lambda: srv.log.count("deferred") >= n_items, 30), srv.log[-3000:])
+        open(flag, "w").close()
+        srv.signal(signal.SIGUSR1)
+        drained = wait_until(lambda: not queue_files(os.path.join(where, "data")), 20)
+        self.assertTrue(drained, "%d of %d items still queued 20 s after SIGUSR1 (%d delivered)"
+                        % (len(queue_files(os.path.join(where, "data"))) // 2, n_items,
+                           srv.log.count("via=mda delivered")))
+
+
+class RetrySignalTest(unittest.TestCase):
+    def test_sigusr1_during_traffic_delivers_once(self):
+        """SIGUSR1 (sent by `tern sendmail` and `tern queue retry`) scans the queue folder; an item
+        whose commit is on disk but not yet scheduled must not be taken in twice."""
+        where = make_dir(self, "tern-usr1-")
+        data_dir = os.path.join(where, "data")
+        port = free_port()
+        conf = write_conf(where, port, "data")
+        add_users(conf, "alice")
+        srv = Server(conf, os.path.join(where, "serve.log"))
+        self.addCleanup(srv.check_clean_exit)
+        stop = threading.Event()
+
+        def storm():
+            while not stop.is_set():
+                srv.signal(signal.SIGUSR1)
+                time.sleep(0.002)
+
+        errors = []
+
+        def client(c, count):
+            try:
+                with Dialogue(port) as d:
+                    d.expect(220)
+                    d.cmd("EHLO client.test", 250)
+                    for n in range(count):
+                        d.cmd("MAIL FROM:<u%d.%d@client.test>" % (c, n), 250)
+                        d.cmd("RCPT TO:<alice@%s>" % DOMAIN, 250)
+                        d.cmd("DATA", 354)
+                        d.send(dot_stuff(simple_message("u%d.%d" % (c, n))[0]) + b".\r\n")
+                        d.expect(250)
+            except Exception as e:  # reported below
+                errors.append("client %d: %s" % (c, e))
+
+        th = [threading.Thread(target=storm, daemon=True)]
+        th += [threading.Thread(target=client, args=(c, 100), daemon=True) for c in range(2)]
+        for t in th:
+            t.start()
+        for t in th[1:]:
+            t.join(60)
+        stop.set()
+        th[0].join(10)
+        self.assertEqual(errors, [])
+        self.assertTrue(wait_settled(data_dir, srv, quiet=0.5), srv.log[-3000:])
+        count = {}
+        for raw in maildir_raw(data_dir, "alice"):
+            tok = header(split_message(raw)[0], "X-Token")
+            count[tok] = count.get(tok, 0) + 1
+        self.assertEqual(len(count), 200, "missing: %s" % sorted(
+            {"u%d.%d" % (c, n) for c in range(2) for n in range(100)} - set(count))[:20])
+        dups = sorted(t for t, c in count.items() if c > 1)
+        self.assertEqual(dups, [], "%d messages delivered more than once (%d taken in by a scan)"
+                         % (len(dups), srv.log.count("found in the queue")))
+
+
+# ---- disk full --------------------------------------------------------------------------
+
+
+class DiskFullTest(unittest.TestCase):
+    FS_SIZE = 2 * 1024 * 1024
+
+    def mount_small_fs(self):
+        """A fresh 2 MiB tmpfs, unmounted by a cleanup; skips the test if mounting is refused."""
+        mnt = make_dir(self, "tern-dfull-mnt-")
+        try:
+            p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", mnt],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        except (OSError, subprocess.SubprocessError) as e:
+            self.skipTest("cannot run mount: %s" % e)
+        if p.returncode != 0:
+            self.skipTest("mounting a 2 MiB tmpfs is not permitted here (needs root/CAP_SYS_ADMIN): %s"
+                          % p.stdout.decode(errors="replace").strip())
+        self.addCleanup(self._umount, mnt)
+        return mnt
+
+    @staticmethod
+    def _umount(mnt):
+        if subprocess.run(["umount", mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          timeout=30).returncode != 0:
+            subprocess.run(["umount", "-l", mnt], timeout=30)
+
+    @staticmethod
+    def fill(path, leave):
+        """Write a filler file until at most `leave` octets stay free on path's file system."""
+        st = os.statvfs(os.path.dirname(path))
+        size = max(0, st.f_bavail * st.f_frsize - leave)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            chunk = b"\xa5" * 65536
+            while size > 0:
+                try:
+                    n = os.write(fd, chunk[:min(size, len(chunk))])
+                except OSError:
+                    break
+                size -= n
+        finally:
+            os.close(fd)
+
+    def setup_server(self, min_free):
+        mnt = self.mount_small_fs()
+        where = make_dir(self, "tern-dfull-")
+        data_dir = os.path.join(mnt, "data")
+        port = free_port()
+        conf = write_conf(where, port, data_dir, queue={"min_free_space": min_free, "retry": "1s"})
+        add_users(conf, "alice")
+        srv = Server(conf, os.path.join(where, "serve.log"))
+        self.addCleanup(srv.check_clean_exit)  # runs before the unmount
+        return mnt, data_dir, port, srv
+
+    def test_enospc_452_at_end_of_data_never_loss(self):
+        mnt, data_dir, port, srv = self.setup_server("0")
+        filler = os.path.join(mnt, "filler")
+        self.fill(filler, 400 * 1024)
+        sent = {}  # token -> (stage, code, enh, body hash)
+        n_452 = 0
+        for n in range(200):
+            token = "d%03d" % n
+            data, h = simple_message(token, size=24 * 1024)
+            stage, r = transaction(port, "d%d@client.test" % n, ["alice@" + DOMAIN], data)
+            sent[token] = (stage, r.code, r.enh, h)
+            self.assertIn(r.code, (250, 452), "message %d: %s %r\n%s" % (n, stage, r, srv.log[-3000:]))
+            if r.code == 452:
+                self.assertEqual(r.enh, "4.3.1", r)
+                n_452 += 1
+                if n_452 >= 5:
+                    break
+        self.assertGreaterEqual(n_452, 5, "the disk never filled up: %d messages accepted" % len(sent))
+        accepted = [t for t, v in sent.items() if v[1] == 250]
+        self.assertTrue(accepted, "nothing was accepted before the disk was full")
+        self.assertTrue(any(v[0] == "data" and v[1] == 452 for v in sent.values()),
+                        "no 452 at end of data: %s" % sorted(set((v[0], v[1]) for v in sent.values())))
+        self.assertIn("No space left on device", srv.log)
+        self.assertIsNone(srv.proc.poll(), "the server died on a full disk")
+
+        # free the space: every accepted message is delivered, whole, and only those
+        os.unlink(filler)
+        srv.signal(signal.SIGUSR1)
+        self.assertTrue(wait_settled(data_dir, srv, quiet=0.5), "queue not drained: %s\n%s"
+                        % (queue_files(data_dir), srv.log[-3000:]))
+        stored = {}
+        for raw in maildir_raw(data_dir, "alice"):
+            head, body = split_message(raw)
+            stored.setdefault(header(head, "X-Token"), []).append(body)
+        for token in accepted:
+            self.assertIn(token, stored, "%s got 250 but was never delivered (lost)" % token)
+            self.assertEqual(len(stored[token]), 1, "%s delivered %d times" % (token, len(stored[token])))
+            self.assertEqual(hashlib.sha256(stored[token][0]).hexdigest(), sent[token][3],
+                             "%s delivered damaged" % token)
+        refused = set(sent) - set(accepted)
+        self.assertFalse(refused & set(stored),
+                         "refused messages were delivered: %s" % sorted(refused & set(stored)))
+        self.assertEqual(set(stored), set(accepted))
+
+        # and the server still works
+        data, h = simple_message("after", size=2048)
+        stage, r = transaction(port, "after@client.test", ["alice@" + DOMAIN], data)
+        self.assertEqual((stage, r.code), ("data", 250), r)
+        self.assertTrue(wait_until(lambda: len(maildir_raw(data_dir, "alice")) == len(accepted) + 1, 20),
+                        srv.log[-3000:])
+        sys.stderr.write("\n[disk full] %d accepted and delivered after space was freed, %d refused "
+                         "with 452 (%d at MAIL, %d at end of data)\n"
+                         % (len(accepted), len(refused), sum(1 for v in sent.values() if v[0] == "mail"),
+                            sum(1 for v in sent.values() if v[0] == "data" and v[1] == 452)))
+
+    def test_min_free_space_452_at_mail(self):
+        mnt, data_dir, port, srv = self.setup_server("1M")
+        data, _ = simple_message("f0", size=1024)
+        stage, r = transaction(port, "f0@client.test", ["alice@" + DOMAIN], data)
+        self.assertEqual((stage, r.code), ("data", 250), r)
+        filler = os.path.join(mnt, "filler")
+        self.fill(filler, 512 * 1024)
+        stage, r = transaction(port, "f1@client.test", ["alice@" + DOMAIN], simple_message("f1")[0])
+        self.assertEqual((stage, r.code, r.enh), ("mail", 452, "4.3.1"), r)
+        self.assertIn("disk nearly full", srv.log)
+        os.unlink(filler)
+        stage, r = transaction(port, "f2@client.test", ["alice@" + DOMAIN], simple_message("f2")[0])
+        self.assertEqual((stage, r.code), ("data", 250), r)
+        self.assertTrue(wait_until(lambda: len(maildir_raw(data_dir, "alice")) == 2, 20), srv.log[-3000:])
+
+
+if __name__ == "__main__":
+    unittest.main()
