@@ -247,9 +247,11 @@ static void receive_received(struct serve *sv, struct smtp_session *s, const str
                                            : (smtp_session_auth_user(s) ? "ESMTPA" : "ESMTP");
     int n = snprintf(line, sizeof(line), "Received: from %s (%s)\r\n\tby %s (tern) with %s",
                      smtp_session_helo(s), smtp_session_peer(s), sv->conf.hostname, with);
+    if (n < 0 || n >= (int)sizeof(line) - 300)
+        n = (int)sizeof(line) - 300; /* cannot happen: HELO, host and peer are bounded */
     if (t->nrcpt == 1) {
         addr_format(&t->rcpts[0].to, rcpt, sizeof(rcpt));
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n\tfor <%s>", rcpt);
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n\tfor <%.250s>", rcpt);
     }
     n += snprintf(line + n, sizeof(line) - (size_t)n, "; %s\r\n", date);
     if (n >= (int)sizeof(line))

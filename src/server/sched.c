@@ -171,7 +171,7 @@ static void deliver_remote(struct serve *sv, struct envelope *env, const char *d
                              : res[k].res == COURIER_PERM ? ENV_RCPT_FAILED
                                                           : ENV_RCPT_PENDING,
                              now, res[k].res == COURIER_OK ? "" : res[k].text);
-        log_info("id=%s to=<%s> via=smtp %s %s%s", env->id, r->addr, info,
+        log_info("id=%s to=<%s> via=smtp%s%s %s%s", env->id, r->addr, info[0] ? " " : "", info,
                  res[k].res == COURIER_OK     ? "delivered"
                  : res[k].res == COURIER_PERM ? "failed: "
                                               : "deferred: ",

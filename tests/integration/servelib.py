@@ -1,0 +1,309 @@
+"""servelib - helpers for the integration tests of `tern serve`.
+
+Standard library only.  A test builds a server in a temporary folder with
+`ServeEnv` (tern.conf, a certificate, users, aliases, scripts), then starts it
+with `env.start()`: every listener is on port 0 and the real ports are read
+from the start-up log lines.  The server is stopped (SIGTERM to its PID, then
+a wait) by a cleanup that fails the test if it exited non-zero or printed a
+sanitizer report.
+
+    env = ServeEnv(self)                       # cleanup registered on the test
+    env.add_user("alice@example.test", "pw-alice")
+    env.write_aliases("example.test", "team: alice, bob\\n")
+    srv = env.start()
+    send_raw(srv.port("smtp"), "x@remote.test", ["alice@example.test"], message())
+    msgs = env.wait_maildir("alice@example.test", 1)
+
+Tests sharing one server per class pass `cls.addClassCleanup` as `cleanup`.
+
+Environment: TERN is the tern binary (default /work/main/build/tern).
+"""
+
+import atexit
+import mailbox
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+from ternlib import IO_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, TERN, split_hostport
+
+_LISTEN_RE = re.compile(r"serve info: (smtp|submission|submissions) listening on (\S+)")
+SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
+
+HOSTNAME = "mx.example.test"
+
+# ---- one certificate for the whole run ------------------------------------------
+
+_certdir = None
+
+
+def cert_paths():
+    """(cert, key): a self-signed P-256 certificate for mx.example.test, 127.0.0.1 and ::1,
+    made once per process (clients can verify it with the cert as their trust anchor)."""
+    global _certdir
+    if _certdir is None:
+        d = tempfile.mkdtemp(prefix="tern-serve-cert-")
+        atexit.register(shutil.rmtree, d, True)
+        p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-keyout", os.path.join(d, "key.pem"),
+                            "-out", os.path.join(d, "cert.pem"), "-days", "30", "-subj",
+                            "/CN=" + HOSTNAME, "-addext",
+                            "subjectAltName=DNS:%s,IP:127.0.0.1,IP:::1" % HOSTNAME],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError("openssl req failed: %s" % p.stdout.decode(errors="replace"))
+        _certdir = d
+    return os.path.join(_certdir, "cert.pem"), os.path.join(_certdir, "key.pem")
+
+
+# ---- the folder of one server -------------------------------------------------------
+
+
+def default_conf():
+    cert, key = cert_paths()
+    return {
+        "server": {"hostname": HOSTNAME, "data_dir": "data"},
+        "listen": {"smtp": "127.0.0.1:0", "submission": "127.0.0.1:0", "submissions": "127.0.0.1:0"},
+        "tls": {"cert": cert, "key": key},
+        "queue": {"retry": "1s 2s", "give_up": "60s", "delay_warning": "off",
+                  "min_free_space": "1M"},
+        "local": {"delivery": "maildir"},
+    }
+
+
+class ServeEnv:
+    """A temporary folder with tern.conf and data/ (domains, queue, mail)."""
+
+    def __init__(self, test=None, cleanup=None, **sections):
+        """sections: {"queue": {"give_up": "3s"}, ...} merged over default_conf();
+        a value of None removes the key.  cleanup: how to register clean-ups
+        (default test.addCleanup)."""
+        self._cleanup = cleanup or test.addCleanup
+        self.dir = tempfile.mkdtemp(prefix="tern-serve-")
+        self._cleanup(shutil.rmtree, self.dir, True)
+        self.conf_path = os.path.join(self.dir, "tern.conf")
+        self.data_dir = os.path.join(self.dir, "data")
+        self.queue_dir = os.path.join(self.data_dir, "queue")
+        os.makedirs(os.path.join(self.data_dir, "domains"))
+        self.conf = default_conf()
+        for sec, kv in sections.items():
+            self.conf.setdefault(sec, {})
+            for k, v in kv.items():
+                if v is None:
+                    self.conf[sec].pop(k, None)
+                else:
+                    self.conf[sec][k] = v
+        self.write_conf()
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def write_conf(self):
+        with open(self.conf_path, "w") as f:
+            for sec, kv in self.conf.items():
+                f.write("[%s]\n" % sec)
+                for k, v in kv.items():
+                    f.write("%s = %s\n" % (k, v))
+
+    def tern(self, *args, input=None, timeout=60):
+        """Run `tern ARGS --config tern.conf`-style admin commands (config inserted after the verb)."""
+        argv = [TERN] + list(args[:2]) + ["--config", self.conf_path] + list(args[2:])
+        return subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=timeout)
+
+    def add_user(self, address, password):
+        p = self.tern("user", "add", address, input=(password + "\n").encode())
+        if p.returncode != 0:
+            raise RuntimeError("tern user add %s: %s" % (address, p.stdout.decode(errors="replace")))
+
+    def add_domain(self, domain):
+        os.makedirs(os.path.join(self.data_dir, "domains", domain), exist_ok=True)
+
+    def write_aliases(self, domain, text):
+        self.add_domain(domain)
+        with open(os.path.join(self.data_dir, "domains", domain, "aliases"), "w") as f:
+            f.write(text)
+
+    def write_script(self, name, text):
+        """An executable file in the folder; returns its absolute path."""
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        os.chmod(p, 0o755)
+        return p
+
+    # -- mailboxes ----------------------------------------------------------------
+
+    def maildir_path(self, address):
+        user, _, domain = address.partition("@")
+        return os.path.join(self.data_dir, "mail", domain, user, "Maildir")
+
+    def maildir(self, address):
+        """The messages of a local user's Maildir (new/ and cur/), oldest first; [] if none."""
+        path = self.maildir_path(address)
+        if not all(os.path.isdir(os.path.join(path, sub)) for sub in ("tmp", "new", "cur")):
+            return []  # not there yet (or being created by the first delivery)
+        md = mailbox.Maildir(path, factory=None, create=False)
+        msgs = []
+        for key in md.keys():
+            m = md[key]
+            m.raw = md.get_bytes(key)  # the file's bytes, for email.message_from_bytes
+            msgs.append((os.path.getmtime(os.path.join(path, m.get_subdir(), key)), key, m))
+        msgs.sort(key=lambda t: (t[0], t[1]))
+        return [m for _, _, m in msgs]
+
+    def wait_maildir(self, address, count, timeout=IO_TIMEOUT, subject=None):
+        """Poll (bounded) until the Maildir holds at least `count` messages (with that
+        subject, if given); returns them (all, or only those with the subject)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.maildir(address)
+            if subject is not None:
+                msgs = [m for m in msgs if m["Subject"] == subject]
+            if len(msgs) >= count or time.monotonic() > deadline:
+                return msgs
+            time.sleep(0.05)
+
+    # -- the queue on disk --------------------------------------------------------
+
+    def queue_files(self, sub="queue"):
+        d = os.path.join(self.queue_dir, sub)
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    # -- the server ---------------------------------------------------------------
+
+    def start(self, check_exit=True):
+        srv = Serve(self.conf_path)
+        self._cleanup(srv.check_clean_exit if check_exit else srv.stop)
+        return srv
+
+
+class Serve:
+    """A running `tern serve` process and what its start-up log said."""
+
+    def __init__(self, conf_path):
+        self.argv = [TERN, "serve", "--config", conf_path]
+        self._lines = []
+        self._cond = threading.Condition()
+        self._eof = False
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        self.returncode = None
+        self._checked = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self.wait_log(r"serve info: ready:", START_TIMEOUT):
+            self.stop()
+            raise RuntimeError("tern serve did not start: %r\n%s" % (self.argv, self.log))
+        self.listeners = {"smtp": [], "submission": [], "submissions": []}
+        for m in _LISTEN_RE.finditer(self.log):
+            self.listeners[m.group(1)].append(split_hostport(m.group(2)))
+        m = re.search(r"serve info: ready: .* data_dir=(\S+)", self.log)
+        self.data_dir = m.group(1) if m else None
+
+    def _read(self):
+        for raw in iter(self.proc.stdout.readline, b""):
+            with self._cond:
+                self._lines.append(raw.decode("utf-8", "replace"))
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    @property
+    def log(self):
+        with self._cond:
+            return "".join(self._lines)
+
+    def wait_log(self, pattern, timeout=IO_TIMEOUT, count=1):
+        """Wait until `pattern` (a regex, multi-line mode) matches `count` times in the log;
+        the list of matches, or None on time-out (or if the process ended first)."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = rx.findall("".join(self._lines))
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    return None
+                self._cond.wait(min(left, 0.5))
+
+    def port(self, kind="smtp"):
+        return self.listeners[kind][0][1]
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            os.kill(self.pid, sig)
+
+    def stop(self):
+        """SIGTERM (by PID) and wait; SIGKILL if it does not exit. Returns the exit code."""
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(STOP_TIMEOUT)
+        self._reader.join(STOP_TIMEOUT)
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def check_clean_exit(self):
+        """Stop, and raise if the exit was not clean or a sanitizer spoke (once)."""
+        rc = self.stop()
+        if self._checked:
+            return
+        self._checked = True
+        self.proc.stdout.close()
+        log = self.log
+        if rc != 0 or SANITIZER_RE.search(log):
+            raise AssertionError("tern serve exited with %s\n--- log tail ---\n%s" % (rc, log[-8000:]))
+
+
+def refused_port(cleanup):
+    """A loopback TCP port that refuses connections for as long as the test runs: a socket bound
+    to it without listen() (so no other process can take the port meanwhile)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    cleanup(sock.close)
+    return sock.getsockname()[1]
+
+
+def unreachable_remote(cleanup, domains=("remote.test",)):
+    """[remote] settings under which mail to `domains` is deferred (connection refused), whether
+    or not this tern delivers to other servers yet: merge into ServeEnv(..., remote=...)."""
+    port = refused_port(cleanup)
+    return {"routes": " ".join("%s=[127.0.0.1]:%d" % (d, port) for d in domains), "tls": "none"}
+
+
+def wait_until(pred, timeout=IO_TIMEOUT, step=0.05):
+    """Poll pred() until it is true or the deadline passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+def queued_id(reply):
+    """The queue id from a '250 2.0.0 Ok: queued as ID' reply (a ternlib Reply, or text/bytes)."""
+    text = reply.text if hasattr(reply, "text") else reply
+    if isinstance(text, bytes):
+        text = text.decode()
+    m = re.search(r"queued as (\S+)", text)
+    if not m:
+        raise AssertionError("no queue id in %r" % text)
+    return m.group(1)
