@@ -237,12 +237,11 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, c
         for (size_t i = 0; i < npending; i++)
             list[i] = rcpts[pending[i]];
         smtp_client_send(c, sender, list, npending, msg, len, rr);
-        if (info)
-            if (x->name[0] == '[') /* an address literal: no name to show twice */
-                snprintf(info, infosize, "%s:%s tls=%s", x->name, x->port, smtp_client_tls_info(c));
-            else
-                snprintf(info, infosize, "%s[%s]:%s tls=%s", x->name, x->addr, x->port,
-                         smtp_client_tls_info(c));
+        if (info && x->name[0] == '[') /* an address literal: no name to show twice */
+            snprintf(info, infosize, "%s:%s tls=%s", x->name, x->port, smtp_client_tls_info(c));
+        else if (info)
+            snprintf(info, infosize, "%s[%s]:%s tls=%s", x->name, x->addr, x->port,
+                     smtp_client_tls_info(c));
         size_t still = 0;
         for (size_t i = 0; i < npending; i++) {
             struct remote_result *r = &res[pending[i]];
