@@ -109,26 +109,31 @@ int queue_wake_server(const struct conf *c)
 
 int cli_queue(int argc, char **argv)
 {
-    const char *config = NULL;
+    const char *config = NULL, *args[64];
     bool json = false;
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
+    int nargs = 0;
+    for (int k = 1; k < argc; k++) { /* options may stand anywhere */
+        if (strcmp(argv[k], "--json") == 0) {
             json = true;
-        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            config = argv[++i];
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        } else if (strcmp(argv[k], "--config") == 0 && k + 1 < argc) {
+            config = argv[++k];
+        } else if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
             fputs(queue_usage, stdout);
             return 0;
-        } else {
-            fprintf(stderr, "tern queue: unknown option '%s'\n%s", argv[i], queue_usage);
+        } else if (argv[k][0] == '-') {
+            fprintf(stderr, "tern queue: unknown option '%s'\n%s", argv[k], queue_usage);
             return 2;
+        } else if (nargs < 64) {
+            args[nargs++] = argv[k];
         }
     }
-    if (i >= argc) {
+    if (nargs == 0) {
         fputs(queue_usage, stderr);
         return 2;
     }
+    int i = 0;
+    argv = (char **)args;
+    argc = nargs;
     const char *cmd = argv[i++];
     struct conf c;
     struct conf_errors e = {0};
@@ -164,10 +169,13 @@ int cli_queue(int argc, char **argv)
         }
         json_decref(ql.arr);
     } else if (strcmp(cmd, "show") == 0 && i + 1 == argc) {
-        struct envelope env;
-        envelope_init(&env);
-        if (!envelope_id_valid(argv[i]) ||
-            qstore_read_env(st, argv[i], &env, why, sizeof(why)) != ENV_OK) {
+        struct envelope env; /* qstore_read_env() initialises it; freed whatever happens */
+        if (!envelope_id_valid(argv[i])) {
+            fprintf(stderr, "tern queue: %s is not a queue id\n", argv[i]);
+            qstore_close(st);
+            return 1;
+        }
+        if (qstore_read_env(st, argv[i], &env, why, sizeof(why)) != ENV_OK) {
             fprintf(stderr, "tern queue: no queued message %s\n", argv[i]);
             rc = 1;
         } else if (json) {

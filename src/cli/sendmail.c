@@ -161,7 +161,12 @@ int cli_sendmail(int argc, char **argv)
     const char *config = NULL, *from = NULL, *fullname = NULL;
     bool t = false, dot_ends = true;
     struct sm_rcpts r = {0};
-    int i;
+    struct buf msg = {0}, full = {0};
+    struct envelope env;
+    struct qstore *st = NULL;
+    int i, rc = 0;
+
+    envelope_init(&env);
 
     for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
         const char *a = argv[i];
@@ -199,7 +204,8 @@ int cli_sendmail(int argc, char **argv)
         struct mailaddr a;
         if (addr_parse_mailbox(argv[i], strlen(argv[i]), ADDR_ALLOW_UTF8, &a) != ADDR_OK) {
             fprintf(stderr, "sendmail: not an address: %s\n", argv[i]);
-            return EX_DATAERR;
+            rc = EX_DATAERR;
+            goto out;
         }
         sm_add(&r, argv[i]);
     }
@@ -209,14 +215,17 @@ int cli_sendmail(int argc, char **argv)
     if (conf_load(conf_default_path(config), &c, &e) < 0 || e.n) {
         for (size_t k = 0; k < e.n; k++)
             fprintf(stderr, "%s\n", e.v[k]);
-        return EX_TEMPFAIL;
+        conf_errors_free(&e);
+        rc = EX_TEMPFAIL;
+        goto out;
     }
     char sender[ADDR_PATH_MAX + 1];
     if (from) {
         struct mailaddr a;
         if (from[0] && addr_parse_mailbox(from, strlen(from), ADDR_ALLOW_UTF8, &a) != ADDR_OK) {
             fprintf(stderr, "sendmail: -f %s: not an address\n", from);
-            return EX_DATAERR;
+            rc = EX_DATAERR;
+            goto out;
         }
         snprintf(sender, sizeof(sender), "%s", from);
     } else {
@@ -224,22 +233,24 @@ int cli_sendmail(int argc, char **argv)
         snprintf(sender, sizeof(sender), "%.64s@%.180s", pw ? pw->pw_name : "nobody", c.hostname);
     }
 
-    struct buf msg = {0};
     if (sm_read(&msg, dot_ends, c.max_size) < 0) {
         fprintf(stderr, "sendmail: message larger than %llu octets\n",
                 (unsigned long long)c.max_size);
-        return EX_DATAERR;
+        rc = EX_DATAERR;
+        goto out;
     }
     struct sm_scan sc = {.t = t, .r = &r};
     sm_fields(&msg, sm_header_len(&msg), sm_field, &sc);
-    if (r.bad)
-        return EX_DATAERR;
+    if (r.bad) {
+        rc = EX_DATAERR;
+        goto out;
+    }
     if (r.n == 0) {
         fputs("sendmail: no recipients\n", stderr);
-        return EX_USAGE;
+        rc = EX_USAGE;
+        goto out;
     }
     /* what the message lacks, in front of it */
-    struct buf full = {0};
     char line[1024], date[64];
     time_t now = time(NULL);
     struct tm tm;
@@ -273,7 +284,6 @@ int cli_sendmail(int argc, char **argv)
     if (fl == 0 || fl == msg.len || msg.p[fl] != ':')
         buf_append(&full, "\r\n", 2);
     buf_append(&full, msg.p, msg.len);
-    buf_free(&msg);
 
     /* the envelope, expanded through the aliases as if received */
     struct serve sv = {0};
@@ -282,10 +292,11 @@ int cli_sendmail(int argc, char **argv)
     if (policy_load(&c, &p, &e) < 0 || e.n) {
         for (size_t k = 0; k < e.n; k++)
             fprintf(stderr, "%s\n", e.v[k]);
-        return EX_TEMPFAIL;
+        conf_errors_free(&e);
+        policy_free(&p);
+        rc = EX_TEMPFAIL;
+        goto out;
     }
-    struct envelope env;
-    envelope_init(&env);
     envelope_set(&env.sender, sender);
     env.created = env.next_attempt = now;
     envelope_set(&env.helo, "sendmail");
@@ -297,24 +308,28 @@ int cli_sendmail(int argc, char **argv)
     }
     policy_free(&p);
     if (env.nrcpt == 0) {
-        envelope_free(&env);
-        return EX_DATAERR;
+        rc = EX_DATAERR;
+        goto out;
     }
     char qdir[CONF_STR_MAX + 16], why[512];
     snprintf(qdir, sizeof(qdir), "%s/queue", c.data_dir);
-    struct qstore *st = qstore_open(qdir, why, sizeof(why));
+    st = qstore_open(qdir, why, sizeof(why));
     if (!st || qstore_commit(st, &env, full.p, full.len, why, sizeof(why)) < 0) {
         fprintf(stderr, "sendmail: cannot queue the message: %s\n", why);
-        return EX_TEMPFAIL;
+        rc = EX_TEMPFAIL;
+        goto out;
     }
     if (queue_wake_server(&c) < 0)
         fprintf(stderr, "sendmail: queued as %s; it will be delivered when the server runs\n",
                 env.id);
-    qstore_close(st);
+out:
+    if (st)
+        qstore_close(st);
     envelope_free(&env);
+    buf_free(&msg);
     buf_free(&full);
     for (size_t k = 0; k < r.n; k++)
         free(r.v[k]);
     free(r.v);
-    return 0;
+    return rc;
 }

@@ -121,7 +121,7 @@ static enum courier_result deliver_rcpt(struct serve *sv, const struct envelope 
 
 /* Deliver the pending "smtp" recipients of one domain; records each result. */
 static void deliver_remote(struct serve *sv, struct envelope *env, const char *domain,
-                           const struct buf *msg, int64_t now)
+                           const struct buf *msg, int64_t now, bool save)
 {
     const char *rcpts[ENV_RCPT_MAX < 1000 ? ENV_RCPT_MAX : 1000];
     size_t idx[sizeof(rcpts) / sizeof(rcpts[0])], n = 0;
@@ -177,6 +177,8 @@ static void deliver_remote(struct serve *sv, struct envelope *env, const char *d
                                               : "deferred: ",
                  res[k].res == COURIER_OK ? "" : res[k].text);
     }
+    if (!save)
+        return;    /* the end of the attempt records (or removes) the item anyway */
     char why[256]; /* a crash from here on retries only the others */
     if (qstore_update(sv->store, env, why, sizeof(why)) < 0 && errno != ENOENT)
         log_error("id=%s: cannot record the attempt: %s", env->id, why);
@@ -262,24 +264,37 @@ static void deliver_run(void *arg)
                                        : "deferred: ",
                  res == COURIER_OK ? "" : "", res == COURIER_OK ? "" : text);
     }
-    /* remote recipients: one delivery per destination domain */
+    /* remote recipients: one delivery per destination domain, for the recipients pending
+     * when the attempt began (one already sent must not hide its domain's others) */
+    bool *todo = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*todo));
+    if (!todo)
+        fatal("out of memory");
+    for (size_t i = 0; i < env->nrcpt; i++)
+        todo[i] = env->rcpts[i].status == ENV_RCPT_PENDING &&
+                  strcmp(env->rcpts[i].target, "smtp") == 0 && strrchr(env->rcpts[i].addr, '@');
     for (size_t i = 0; i < env->nrcpt; i++) {
         struct env_rcpt *r = &env->rcpts[i];
         const char *at = strrchr(r->addr, '@');
-        if (r->status != ENV_RCPT_PENDING || strcmp(r->target, "smtp") != 0 || !at || false)
+        if (!todo[i] || r->status != ENV_RCPT_PENDING)
             continue;
         bool seen = false; /* domains before i were done with it */
-        for (size_t k = 0; k < i && !seen; k++) {
-            const char *at2 = strrchr(env->rcpts[k].addr, '@');
-            seen = at2 && strcmp(env->rcpts[k].target, "smtp") == 0 &&
-                   strcasecmp(at2 + 1, at + 1) == 0;
-        }
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = todo[k] && strcasecmp(strrchr(env->rcpts[k].addr, '@') + 1, at + 1) == 0;
         if (!seen) {
             char domain[ADDR_DOMAIN_MAX + 1];
             snprintf(domain, sizeof(domain), "%s", at + 1);
-            deliver_remote(sv, env, domain, &msg, now);
+            /* save after this domain only if another domain of this attempt follows */
+            bool more = false;
+            for (size_t k = i + 1; k < env->nrcpt && !more; k++) {
+                const char *at2 = strrchr(env->rcpts[k].addr, '@');
+                more = env->rcpts[k].status == ENV_RCPT_PENDING &&
+                       strcmp(env->rcpts[k].target, "smtp") == 0 && at2 &&
+                       strcasecmp(at2 + 1, at + 1) != 0;
+            }
+            deliver_remote(sv, env, domain, &msg, now, more);
         }
     }
+    free(todo);
     size_t pending = envelope_count(env, ENV_RCPT_PENDING);
     if (pending && now >= env->created + (int64_t)(sv->conf.give_up_ms / 1000)) {
         for (size_t i = 0; i < env->nrcpt; i++) {
