@@ -155,11 +155,11 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, c
         struct dns_conf dc = {.servers = rc->dns_servers};
         int r = dns_route(&dc, d->domain, &route, why, sizeof(why));
         if (r == DNS_PERMANENT) {
-            remote_all(res, n, COURIER_PERM, "550 5.1.2 %.100s: %.180s", d->domain, why);
+            remote_all(res, n, COURIER_PERM, "550 5.1.2 %.100s%.180s", "", why);
             return;
         }
         if (r != DNS_OK) {
-            remote_all(res, n, COURIER_TEMP, "451 4.4.3 %.100s: %.180s", d->domain, why);
+            remote_all(res, n, COURIER_TEMP, "451 4.4.3 %.100s%.180s", "", why);
             return;
         }
         if (dns_route_drop_self(&route, rc->helo) < 0) {

@@ -3,10 +3,12 @@
  * protocol).
  *
  * Every file is opened relative to a directory descriptor taken at open time
- * (openat/renameat/unlinkat), with O_NOFOLLOW, mode 0600.  The write path is
- * always: tmp file -> write -> fsync -> close -> rename into queue/, and the
- * queue directory is fsynced before success is reported; every return value
- * is checked and the first failing one decides errno.  Cleanup after a failure
+ * (openat/renameat/unlinkat), with O_NOFOLLOW, mode 0600.  A new item is
+ * written straight into queue/ (.msg, fsync, then .env, fsync: an .env is
+ * complete only with its final "end" line); a rewritten .env goes through
+ * tmp/ and a rename.  The queue directory is fsynced before success is
+ * reported; every return value is checked and the first failing one decides
+ * errno.  Cleanup after a failure
  * never overwrites that errno.
  *
  * Thread safety: the struct is read-only after qstore_open() except for two
@@ -216,13 +218,15 @@ static int write_all(struct qstore *s, int fd, const char *p, size_t n)
 }
 
 /* Write tmp/name with data, fsync and close it.  On failure tmp/name is gone. */
-static int write_tmp(struct qstore *s, const char *name, int excl, const char *data, size_t len,
-                     char *why, size_t whylen)
+/* Write data into dirfd/name (a new file when excl) and fsync it; on failure the
+ * file is removed.  sub names the folder in messages. */
+static int write_at(struct qstore *s, int dirfd, const char *sub, const char *name, int excl,
+                    const char *data, size_t len, char *why, size_t whylen)
 {
     int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (excl ? O_EXCL : O_TRUNC);
-    int fd = openat(s->tmpfd, name, flags, 0600);
+    int fd = openat(dirfd, name, flags, 0600);
     if (fd < 0) {
-        set_why(why, whylen, "%s/tmp/%s: create: %s", s->dir, name, strerror(errno));
+        set_why(why, whylen, "%s/%s/%s: create: %s", s->dir, sub, name, strerror(errno));
         return -1;
     }
     const char *step = NULL;
@@ -237,11 +241,17 @@ static int write_tmp(struct qstore *s, const char *name, int excl, const char *d
     }
     if (!step)
         return 0;
-    set_why(why, whylen, "%s/tmp/%s: %s: %s", s->dir, name, step, strerror(e));
-    if (unlinkat(s->tmpfd, name, 0) < 0)
-        log_warn("%s/tmp/%s: unlink: %s", s->dir, name, strerror(errno));
+    set_why(why, whylen, "%s/%s/%s: %s: %s", s->dir, sub, name, step, strerror(e));
+    if (unlinkat(dirfd, name, 0) < 0)
+        log_warn("%s/%s/%s: unlink: %s", s->dir, sub, name, strerror(errno));
     errno = e;
     return -1;
+}
+
+static int write_tmp(struct qstore *s, const char *name, int excl, const char *data, size_t len,
+                     char *why, size_t whylen)
+{
+    return write_at(s, s->tmpfd, "tmp", name, excl, data, len, why, whylen);
 }
 
 /* Move tmp/name to queue/name.  On failure tmp/name is gone. */
@@ -288,13 +298,16 @@ int qstore_commit(struct qstore *s, struct envelope *env, const char *msg, size_
     item_name(msgname, sizeof(msgname), env->id, "msg");
     item_name(envname, sizeof(envname), env->id, "env");
 
-    if (write_tmp(s, msgname, 1, msg, len, why, whylen) < 0)
+    /*
+     * Straight into queue/, no rename: the .msg alone is inert (an orphan is
+     * removed at recovery), and the .env means something only once its final
+     * "end" line is there (an incomplete one is removed at recovery).  So: the
+     * .msg written and fsynced, then the .env written and fsynced, then the
+     * folder fsynced for both names -- and only then may the caller answer 250.
+     */
+    if (write_at(s, s->queuefd, "queue", msgname, 1, msg, len, why, whylen) < 0)
         goto fail;
-    if (publish(s, msgname, why, whylen) < 0)
-        goto fail;
-    if (write_tmp(s, envname, 1, eb.p, eb.len, why, whylen) < 0)
-        goto fail_msg;
-    if (publish(s, envname, why, whylen) < 0)
+    if (write_at(s, s->queuefd, "queue", envname, 1, eb.p, eb.len, why, whylen) < 0)
         goto fail_msg;
     if (sync_dir(s, s->queuefd, "queue", why, whylen) < 0)
         goto fail_env;
