@@ -12,8 +12,8 @@
  * ID.env, both straight into queue/, then fsyncs the queue directory before
  * it returns 0, which is the moment the server may answer 250.  A crash at
  * any earlier instant leaves nothing that recovery keeps (an .env without
- * its end line and a .msg without an .env are removed).  Every function is synchronous, reports failure as -1 with errno
- * set (ENOSPC and EDQUOT are passed through so that the caller can answer
+ * its end line and a .msg without an .env are removed).  Every function is synchronous, reports
+ * failure as -1 with errno set (ENOSPC and EDQUOT are passed through so that the caller can answer
  * 452) and may run in several threads at once on different ids: a store's
  * only mutable state is atomic (the id counter and the item count).
  */
