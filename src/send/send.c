@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -793,6 +794,7 @@ int send_main(int argc, char **argv)
         o->report = report_buf;
     }
     log_set_prefix("send");
+    signal(SIGPIPE, SIG_IGN); /* a server that closes mid-TLS-write is an error, not a kill */
     if (!(sd.ledger = ledger_open(o->ledger_path, o->ledger_fsync, why, sizeof(why)))) {
         fprintf(stderr, "tern send: %s\n", why);
         return 2;

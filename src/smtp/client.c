@@ -414,7 +414,8 @@ static void client_parse_ehlo(struct smtp_client *c, const struct reply *r)
             c->ext |= EXT_TLS;
         else if (strncasecmp(kw, "AUTH ", 5) == 0) {
             c->ext |= EXT_AUTH_;
-            for (char *t = strtok(kw + 5, " "); t; t = strtok(NULL, " ")) {
+            char *save = NULL;
+            for (char *t = strtok_r(kw + 5, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
                 if (strcasecmp(t, "PLAIN") == 0)
                     c->auth_plain = true;
                 else if (strcasecmp(t, "LOGIN") == 0)
