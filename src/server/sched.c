@@ -60,6 +60,10 @@ struct deliver_job {
     struct envelope *dsn; /* a DSN queued by this attempt, for the schedule */
     bool removed;
     double jitter;
+    /* the [queue] timing in force when the attempt began (SIGHUP may change sv->conf) */
+    uint64_t retry_ms[CONF_RETRY_MAX];
+    size_t n_retry;
+    uint64_t give_up_ms, delay_warning_ms;
 };
 
 static void sched_kick(struct sched *s);
@@ -187,14 +191,14 @@ static void deliver_remote(struct serve *sv, struct envelope *env, const char *d
 /* Queue a DSN of kind about env (from the null sender, to env's sender). */
 static struct envelope *deliver_dsn(struct sched *s, struct policy_ref *pr,
                                     const struct envelope *env, enum dsn_kind kind,
-                                    const struct buf *msg, int64_t now)
+                                    const struct buf *msg, int64_t now, uint64_t give_up_ms)
 {
     struct serve *sv = s->sv;
     struct dsn_info info = {.hostname = sv->conf.hostname, .kind = kind, .now = now};
     if (kind == DSN_DELAYED) /* the configured warning goes to every sender */
         info.default_notify = NOTIFY_FAILURE | NOTIFY_DELAY;
     if (kind == DSN_DELAYED)
-        info.retry_until = env->created + (int64_t)(sv->conf.give_up_ms / 1000);
+        info.retry_until = env->created + (int64_t)(give_up_ms / 1000);
     if (!dsn_wanted(&info, env))
         return NULL;
     struct buf out = {0};
@@ -296,7 +300,7 @@ static void deliver_run(void *arg)
     }
     free(todo);
     size_t pending = envelope_count(env, ENV_RCPT_PENDING);
-    if (pending && now >= env->created + (int64_t)(sv->conf.give_up_ms / 1000)) {
+    if (pending && now >= env->created + (int64_t)(j->give_up_ms / 1000)) {
         for (size_t i = 0; i < env->nrcpt; i++) {
             struct env_rcpt *r = &env->rcpts[i];
             if (r->status != ENV_RCPT_PENDING)
@@ -315,20 +319,20 @@ static void deliver_run(void *arg)
             if (env->rcpts[i].status == ENV_RCPT_PENDING && env->rcpts[i].attempts > attempts)
                 attempts = env->rcpts[i].attempts;
         size_t k = attempts ? attempts - 1 : 0;
-        if (k >= sv->conf.n_retry)
-            k = sv->conf.n_retry - 1;
-        int64_t delay = (int64_t)((double)sv->conf.retry_ms[k] * j->jitter / 1000.0);
+        if (k >= j->n_retry)
+            k = j->n_retry - 1;
+        int64_t delay = (int64_t)((double)j->retry_ms[k] * j->jitter / 1000.0);
         env->next_attempt = now + (delay > 0 ? delay : 1);
-        if (sv->conf.delay_warning_ms && !env->delay_warned &&
-            now - env->created >= (int64_t)(sv->conf.delay_warning_ms / 1000)) {
-            j->dsn = deliver_dsn(j->s, j->pr, env, DSN_DELAYED, &msg, now);
+        if (j->delay_warning_ms && !env->delay_warned &&
+            now - env->created >= (int64_t)(j->delay_warning_ms / 1000)) {
+            j->dsn = deliver_dsn(j->s, j->pr, env, DSN_DELAYED, &msg, now, j->give_up_ms);
             env->delay_warned = true;
         }
         if (qstore_update(sv->store, env, why, sizeof(why)) < 0)
             log_error("id=%s: cannot record the attempt: %s", env->id, why);
     } else {
         if (envelope_count(env, ENV_RCPT_FAILED))
-            j->dsn = deliver_dsn(j->s, j->pr, env, DSN_FAILED, &msg, now);
+            j->dsn = deliver_dsn(j->s, j->pr, env, DSN_FAILED, &msg, now, j->give_up_ms);
         if (qstore_remove(sv->store, env->id, why, sizeof(why)) < 0)
             log_error("id=%s: cannot remove the finished item: %s", env->id, why);
         j->removed = true;
@@ -414,6 +418,10 @@ static void sched_kick(struct sched *s)
         j->item = it;
         j->pr = serve_policy_get(s->sv);
         j->jitter = 0.9 + 0.2 * rand_u01(&s->rng);
+        memcpy(j->retry_ms, s->sv->conf.retry_ms, sizeof(j->retry_ms));
+        j->n_retry = s->sv->conf.n_retry;
+        j->give_up_ms = s->sv->conf.give_up_ms;
+        j->delay_warning_ms = s->sv->conf.delay_warning_ms;
         const char *dest = sched_dest(it->env);
         snprintf(it->dest, sizeof(it->dest), "%s", dest ? dest : "");
         it->busy = true;
