@@ -24,16 +24,13 @@ import mailbox
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 
-from ternlib import IO_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, TERN, split_hostport
+from ternlib import IO_TIMEOUT, TERN, Daemon
 
-_LISTEN_RE = re.compile(r"serve info: (smtp|submission|submissions) listening on (\S+)")
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
 
 HOSTNAME = "mx.example.test"
@@ -184,92 +181,19 @@ class ServeEnv:
         return srv
 
 
-class Serve:
+class Serve(Daemon):
     """A running `tern serve` process and what its start-up log said."""
 
+    name = "serve"
+    kinds = ("smtp", "submission", "submissions")
+
     def __init__(self, conf_path):
-        self.argv = [TERN, "serve", "--config", conf_path]
-        self._lines = []
-        self._cond = threading.Condition()
-        self._eof = False
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self.pid = self.proc.pid
-        self.returncode = None
-        self._checked = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        if not self.wait_log(r"serve info: ready:", START_TIMEOUT):
-            self.stop()
-            raise RuntimeError("tern serve did not start: %r\n%s" % (self.argv, self.log))
-        self.listeners = {"smtp": [], "submission": [], "submissions": []}
-        for m in _LISTEN_RE.finditer(self.log):
-            self.listeners[m.group(1)].append(split_hostport(m.group(2)))
+        super().__init__([TERN, "serve", "--config", conf_path])
         m = re.search(r"serve info: ready: .* data_dir=(\S+)", self.log)
         self.data_dir = m.group(1) if m else None
 
-    def _read(self):
-        for raw in iter(self.proc.stdout.readline, b""):
-            with self._cond:
-                self._lines.append(raw.decode("utf-8", "replace"))
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    @property
-    def log(self):
-        with self._cond:
-            return "".join(self._lines)
-
-    def wait_log(self, pattern, timeout=IO_TIMEOUT, count=1):
-        """Wait until `pattern` (a regex, multi-line mode) matches `count` times in the log;
-        the list of matches, or None on time-out (or if the process ended first)."""
-        rx = re.compile(pattern, re.M)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                found = rx.findall("".join(self._lines))
-                if len(found) >= count:
-                    return found
-                left = deadline - time.monotonic()
-                if left <= 0 or self._eof:
-                    return None
-                self._cond.wait(min(left, 0.5))
-
     def port(self, kind="smtp"):
         return self.listeners[kind][0][1]
-
-    def running(self):
-        return self.proc.poll() is None
-
-    def signal(self, sig):
-        if self.proc.poll() is None:
-            os.kill(self.pid, sig)
-
-    def stop(self):
-        """SIGTERM (by PID) and wait; SIGKILL if it does not exit. Returns the exit code."""
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait(STOP_TIMEOUT)
-        self._reader.join(STOP_TIMEOUT)
-        self.returncode = self.proc.returncode
-        return self.returncode
-
-    def check_clean_exit(self):
-        """Stop, and raise if the exit was not clean or a sanitizer spoke (once)."""
-        rc = self.stop()
-        if self._checked:
-            return
-        self._checked = True
-        self.proc.stdout.close()
-        log = self.log
-        if rc != 0 or SANITIZER_RE.search(log):
-            raise AssertionError("tern serve exited with %s\n--- log tail ---\n%s" % (rc, log[-8000:]))
 
 
 def refused_port(cleanup):

@@ -34,7 +34,6 @@ START_TIMEOUT = 30.0
 IO_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 
-_LISTEN_RE = re.compile(r"sink info: (smtp|smtps|http) listening on (\S+)")
 _SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
 
 
@@ -55,39 +54,34 @@ def have_ipv6_loopback():
         return False
 
 
-class Sink:
-    """A running `tern sink` process and what its start-up log said."""
+class Daemon:
+    """A tern process started for a test: its log (read by a thread, waited on with
+    deadlines), its listeners (from the "KIND listening on ADDR" lines), and a stop by
+    PID that fails the test on a bad exit or a sanitizer report.  Sink and Serve
+    (servelib) add what is particular to each command."""
 
-    def __init__(self, args, smtp=("127.0.0.1:0",), smtps=(), http="127.0.0.1:0"):
-        argv = [TERN, "sink"]
-        for a in smtp:
-            argv += ["--smtp", a]
-        for a in smtps:
-            argv += ["--smtps", a]
-        argv += ["--http", http or "none"]
-        argv += list(args)
+    name = "tern"
+    kinds = ()
+
+    def __init__(self, argv):
         self.argv = argv
         self._lines = []
         self._cond = threading.Condition()
         self._eof = False
+        self._checked = False
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         self.returncode = None
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.listeners = {"smtp": [], "smtps": [], "http": []}
-        n_expected = len(smtp) + len(smtps) + (1 if http and http != "none" else 0)
-        ready = self.wait_log(r"sink info: ready:", START_TIMEOUT)
-        if not ready:
+        if not self.wait_log(r"%s info: ready:" % self.name, START_TIMEOUT):
             self.stop()
-            raise RuntimeError("tern sink did not start: %r\n%s" % (argv, self.log))
-        for m in _LISTEN_RE.finditer(self.log):
+            raise RuntimeError("tern %s did not start: %r\n%s" % (self.name, argv, self.log))
+        self.listeners = {k: [] for k in self.kinds}
+        rx = re.compile(r"%s info: (%s) listening on (\S+)" % (self.name, "|".join(self.kinds)))
+        for m in rx.finditer(self.log):
             self.listeners[m.group(1)].append(split_hostport(m.group(2)))
-        got = sum(len(v) for v in self.listeners.values())
-        if got != n_expected:
-            self.stop()
-            raise RuntimeError("expected %d listening lines, got %d:\n%s" % (n_expected, got, self.log))
 
     # -- the log -------------------------------------------------------------
 
@@ -106,9 +100,8 @@ class Sink:
             return "".join(self._lines)
 
     def wait_log(self, pattern, timeout=IO_TIMEOUT, count=1):
-        """Wait until `pattern` (a regex, multi-line mode) matches `count` times in the log;
-        the matches, or None on time-out.  The log arrives asynchronously: tests wait for
-        it rather than read `log` right after an action."""
+        """Wait until `pattern` (a regex, multi-line mode) matches `count` times in the
+        log; the list of matches, or None on time-out (or if the process ended first)."""
         rx = re.compile(pattern, re.M)
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -125,20 +118,6 @@ class Sink:
         """The number of matches of `pattern`, after waiting (bounded) for at least `expect`."""
         self.wait_log(pattern, timeout, max(expect, 1))
         return len(re.findall(pattern, self.log, re.M))
-
-    # -- addresses -------------------------------------------------------------
-
-    @property
-    def smtp_port(self):
-        return self.listeners["smtp"][0][1]
-
-    @property
-    def smtps_port(self):
-        return self.listeners["smtps"][0][1]
-
-    @property
-    def http_port(self):
-        return self.listeners["http"][0][1]
 
     # -- life cycle ------------------------------------------------------------
 
@@ -159,16 +138,53 @@ class Sink:
                 os.kill(self.pid, signal.SIGKILL)
                 self.proc.wait(STOP_TIMEOUT)
         self._reader.join(STOP_TIMEOUT)
-        self.proc.stdout.close()
         self.returncode = self.proc.returncode
         return self.returncode
 
     def check_clean_exit(self):
-        """Stop, and raise if the exit was not clean or a sanitizer spoke."""
+        """Stop, and raise if the exit was not clean or a sanitizer spoke (once)."""
         rc = self.stop()
+        if self._checked:
+            return
+        self._checked = True
+        self.proc.stdout.close()
         log = self.log
         if rc != 0 or _SANITIZER_RE.search(log):
-            raise AssertionError("tern sink exited with %s\n--- log tail ---\n%s" % (rc, log[-6000:]))
+            raise AssertionError("tern %s exited with %s\n--- log tail ---\n%s"
+                                 % (self.name, rc, log[-8000:]))
+
+
+class Sink(Daemon):
+    """A running `tern sink` process and what its start-up log said."""
+
+    name = "sink"
+    kinds = ("smtp", "smtps", "http")
+
+    def __init__(self, args, smtp=("127.0.0.1:0",), smtps=(), http="127.0.0.1:0"):
+        argv = [TERN, "sink"]
+        for a in smtp:
+            argv += ["--smtp", a]
+        for a in smtps:
+            argv += ["--smtps", a]
+        argv += ["--http", http or "none"]
+        super().__init__(argv + list(args))
+        n_expected = len(smtp) + len(smtps) + (1 if http and http != "none" else 0)
+        got = sum(len(v) for v in self.listeners.values())
+        if got != n_expected:
+            self.stop()
+            raise RuntimeError("expected %d listening lines, got %d:\n%s" % (n_expected, got, self.log))
+
+    @property
+    def smtp_port(self):
+        return self.listeners["smtp"][0][1]
+
+    @property
+    def smtps_port(self):
+        return self.listeners["smtps"][0][1]
+
+    @property
+    def http_port(self):
+        return self.listeners["http"][0][1]
 
 
 def start_sink(test, *args, smtp=("127.0.0.1:0",), smtps=(), http="127.0.0.1:0", check_exit=True):
