@@ -1,5 +1,5 @@
 /*
- * fuzz_aliases.c - an aliases file through aliases_parse() (server/aliases.c),
+ * fuzz_aliases.c - an aliases file through aliases_parse() (conf/aliases.c, deliver/route.c),
  * then the resolution of its own names and a few fixed addresses against
  * a policy built in memory (two users, the fuzzed aliases, plus a second
  * domain whose aliases are the same text).
@@ -12,38 +12,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/aliases.h"
-#include "server/config.h"
-#include "server/policy.h"
-#include "server/users.h"
+#include "conf/aliases.h"
+#include "conf/config.h"
+#include "conf/policy.h"
+#include "conf/users.h"
+#include "deliver/route.h"
 
 #define HASH "$y$j9T$vHWZ5pvAKAXJDIjJdjR0Y0$X1mxaEAkl8MVZv00M6miHuaUMV0XE1TbqMRtElz/en2"
 
 static void check(const struct policy *p, const char *addr)
 {
-    struct alias_result r;
-    int st = alias_resolve_str(p, addr, &r);
-    if (st == ALIAS_OK && r.n == 0)
+    struct route_result r;
+    int st = route_resolve_str(p, addr, &r);
+    if (st == ROUTE_OK && r.n == 0)
         abort();
-    if ((st == ALIAS_UNKNOWN || st == ALIAS_ELOOP || st == ALIAS_EUNSAFE || st == ALIAS_EINVALID) &&
+    if ((st == ROUTE_UNKNOWN || st == ROUTE_ELOOP || st == ROUTE_EUNSAFE || st == ROUTE_EINVALID) &&
         r.n != 0)
         abort();
-    if (st == ALIAS_NOT_LOCAL && (r.n != 1 || r.v[0].kind != ALIAS_REMOTE))
+    if (st == ROUTE_NOT_LOCAL && (r.n != 1 || r.v[0].kind != ROUTE_REMOTE))
         abort();
-    if (r.n > ALIAS_MAX_TARGETS || r.n_notes > ALIAS_MAX_NOTES)
+    if (r.n > ROUTE_MAX_TARGETS || r.n_notes > ROUTE_MAX_NOTES)
         abort();
     for (size_t i = 0; i < r.n; i++) {
-        const struct alias_target *t = &r.v[i];
+        const struct route_target *t = &r.v[i];
         if (!t->value[0] || !t->chain[0])
             abort();
-        if (t->kind != ALIAS_PIPE && !strchr(t->value, '@'))
+        if (t->kind != ROUTE_PIPE && !strchr(t->value, '@'))
             abort();
-        if (t->kind == ALIAS_LOCAL && !policy_domain(p, t->domain))
+        if (t->kind == ROUTE_LOCAL && !policy_domain(p, t->domain))
             abort();
-        if (t->kind == ALIAS_PIPE && t->value[0] != '/')
+        if (t->kind == ROUTE_PIPE && t->value[0] != '/')
             abort();
     }
-    alias_result_free(&r);
+    route_result_free(&r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c - tern.conf text through conf_parse_string() (server/config.c).
+ * fuzz_config.c - tern.conf text through conf_parse_string() (conf/config.c).
  * Invariants: success means no problem was recorded, and then every value
  * is within its documented range; every problem names the file and, when
  * it has one, a line that exists in the input.
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/config.h"
+#include "conf/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -28,10 +28,11 @@
 #include <unistd.h>
 
 #include "core/address.h"
-#include "server/aliases.h"
-#include "server/config.h"
-#include "server/policy.h"
-#include "server/users.h"
+#include "conf/aliases.h"
+#include "conf/config.h"
+#include "conf/policy.h"
+#include "conf/users.h"
+#include "deliver/route.h"
 
 static const char user_usage[] =
     "usage: tern user add    [--config FILE] [--password-file FILE] [--replace] USER@DOMAIN\n"
@@ -431,14 +432,14 @@ int cli_user(int argc, char **argv)
 
 /* ---- tern alias ------------------------------------------------------------ */
 
-static const char *alias_kind_name(enum alias_kind k)
+static const char *alias_kind_name(enum route_kind k)
 {
     switch (k) {
-    case ALIAS_LOCAL:
+    case ROUTE_LOCAL:
         return "local";
-    case ALIAS_REMOTE:
+    case ROUTE_REMOTE:
         return "remote";
-    case ALIAS_PIPE:
+    case ROUTE_PIPE:
         return "pipe";
     }
     return "?";
@@ -449,7 +450,7 @@ int cli_alias(int argc, char **argv)
     struct admin_opts o;
     struct conf c;
     struct policy p;
-    struct alias_result res;
+    struct route_result res;
     struct conf_errors e = {0};
 
     if (argc < 2) {
@@ -474,18 +475,18 @@ int cli_alias(int argc, char **argv)
     admin_print_errors(&e);
     conf_errors_free(&e);
 
-    int st = alias_resolve_str(&p, o.args[0], &res);
+    int st = route_resolve_str(&p, o.args[0], &res);
     for (size_t i = 0; i < res.n; i++)
         printf("%s\t%s\t%s\n", alias_kind_name(res.v[i].kind), res.v[i].value, res.v[i].chain);
     for (size_t i = 0; i < res.n_notes; i++)
         printf("note: %s\n", res.notes[i]);
-    if (st == ALIAS_NOT_LOCAL)
+    if (st == ROUTE_NOT_LOCAL)
         printf("note: %s is not in a local domain: relayed for authenticated senders only\n",
                res.original);
-    r = st == ALIAS_OK || st == ALIAS_NOT_LOCAL ? 0 : 1;
+    r = st == ROUTE_OK || st == ROUTE_NOT_LOCAL ? 0 : 1;
     if (r)
-        fprintf(stderr, "tern: %s: %s\n", o.args[0], alias_status_str(st));
-    alias_result_free(&res);
+        fprintf(stderr, "tern: %s: %s\n", o.args[0], route_status_str(st));
+    route_result_free(&res);
     policy_free(&p);
     return r;
 }

@@ -20,7 +20,7 @@
 #include "cli/admin.h"
 #include "core/log.h"
 #include "queue/store.h"
-#include "server/config.h"
+#include "conf/config.h"
 
 static const char queue_usage[] =
     "usage: tern queue [--config FILE] [--json] list\n"

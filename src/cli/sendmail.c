@@ -9,11 +9,14 @@
  * unless -i / -oi), line ends become CRLF, and it is limited to the
  * server's max_size.  -t adds the To, Cc and Bcc addresses of the header to
  * the recipients and removes Bcc.  Missing From, Date and Message-ID are
- * added.  The message is committed straight into the queue of `tern serve`
- * (written and fsynced like any received message, so it needs write access
- * to the spool) and the running server is woken to deliver it.  Envelope
- * data never reaches a shell.  Exit status follows sysexits: 64 usage,
- * 65 bad input, 75 temporary failure, 0 queued.
+ * added.  The message and its envelope (the recipients as given) are
+ * committed into the pickup spool, DATA_DIR/pickup (written and fsynced
+ * like any received message): the running server notices the new item
+ * (inotify, or SIGUSR1 from `tern queue retry`), routes its recipients
+ * through the aliases with its own configuration, moves it into its queue
+ * and removes it from pickup.  A recipient that routes nowhere is bounced
+ * to the sender, as a server would.  Envelope data never reaches a shell.  Exit status follows
+ * sysexits: 64 usage, 65 bad input, 75 temporary failure, 0 queued.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -30,7 +33,8 @@
 #include "core/address.h"
 #include "core/buf.h"
 #include "queue/store.h"
-#include "server/serve.h"
+#include "conf/config.h"
+#include "queue/envelope.h"
 
 #define EX_USAGE 64
 #define EX_DATAERR 65
@@ -285,43 +289,24 @@ int cli_sendmail(int argc, char **argv)
         buf_append(&full, "\r\n", 2);
     buf_append(&full, msg.p, msg.len);
 
-    /* the envelope, expanded through the aliases as if received */
-    struct serve sv = {0};
-    sv.conf = c;
-    struct policy p;
-    if (policy_load(&c, &p, &e) < 0 || e.n) {
-        for (size_t k = 0; k < e.n; k++)
-            fprintf(stderr, "%s\n", e.v[k]);
-        conf_errors_free(&e);
-        policy_free(&p);
-        rc = EX_TEMPFAIL;
-        goto out;
-    }
+    /* the envelope as given: the server routes it when it takes the item in */
     envelope_set(&env.sender, sender);
     env.created = env.next_attempt = now;
     envelope_set(&env.helo, "sendmail");
-    envelope_set(&env.peer, "local");
+    char peer[64];
+    snprintf(peer, sizeof(peer), "local (uid %u)", (unsigned)getuid());
+    envelope_set(&env.peer, peer);
     envelope_set(&env.auth_user, "");
-    for (size_t k = 0; k < r.n; k++) {
-        if (receive_expand(&sv, &p, &env, r.v[k], r.v[k], 0, "") == 0)
-            fprintf(stderr, "sendmail: %s: no such local user; not sent to it\n", r.v[k]);
-    }
-    policy_free(&p);
-    if (env.nrcpt == 0) {
-        rc = EX_DATAERR;
-        goto out;
-    }
-    char qdir[CONF_STR_MAX + 16], why[512];
-    snprintf(qdir, sizeof(qdir), "%s/queue", c.data_dir);
-    st = qstore_open(qdir, why, sizeof(why));
+    for (size_t k = 0; k < r.n; k++)
+        envelope_add_rcpt(&env, r.v[k], r.v[k], "");
+    char pdir[CONF_STR_MAX + 16], why[512];
+    snprintf(pdir, sizeof(pdir), "%s/pickup", c.data_dir);
+    st = qstore_open(pdir, why, sizeof(why));
     if (!st || qstore_commit(st, &env, full.p, full.len, why, sizeof(why)) < 0) {
         fprintf(stderr, "sendmail: cannot queue the message: %s\n", why);
         rc = EX_TEMPFAIL;
         goto out;
     }
-    if (queue_wake_server(&c) < 0)
-        fprintf(stderr, "sendmail: queued as %s; it will be delivered when the server runs\n",
-                env.id);
 out:
     if (st)
         qstore_close(st);

@@ -106,6 +106,31 @@ static int cmd_hexval(char c)
     return -1;
 }
 
+int xtext_encode(const char *s, char *out, size_t size)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    if (size == 0)
+        return -1;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        bool plain = ch >= '!' && ch <= '~' && ch != '+' && ch != '=';
+        if (o + (plain ? 1 : 3) >= size) {
+            out[0] = '\0';
+            return -1;
+        }
+        if (plain) {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '+';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
 int xtext_decode(const char *s, size_t len, char *out, size_t size)
 {
     size_t n = 0;

@@ -118,6 +118,10 @@ int cmd_parse_rcpt(const char *arg, size_t len, unsigned ext, bool smtputf8,
  * or longer than size-1.  Output is NUL-terminated. */
 int xtext_decode(const char *s, size_t len, char *out, size_t size);
 
+/* Encode s as RFC 3461 xtext into out ("+XX" for '+', '=' and octets outside
+ * '!'..'~'); returns the length, or -1 (out holds "") if it does not fit. */
+int xtext_encode(const char *s, char *out, size_t size);
+
 const char *cmd_verb_name(enum smtp_verb v);
 
 #endif

@@ -18,7 +18,10 @@
 
 #include <stddef.h>
 
-#define SMTP_CMD_LINE_MAX 512   /* command line incl. CRLF, RFC 5321 4.5.3.1.4 */
+#define SMTP_CMD_LINE_MAX 512 /* command line incl. CRLF, RFC 5321 4.5.3.1.4 */
+#define SMTP_CMD_LINE_DSN                                                                          \
+    500                         /* more for RCPT's ORCPT (MAIL's ENVID: 100) when DSN is offered,  \
+                                   RFC 3461 5 */
 #define SMTP_TEXT_LINE_MAX 1000 /* text line incl. CRLF, RFC 5321 4.5.3.1.6 */
 #define SMTP_REPLY_LINE_MAX 512 /* reply line incl. CRLF, RFC 5321 4.5.3.1.5 */
 

@@ -49,10 +49,8 @@ void result_clear(struct rcpt_result *r);
  * (cleaned with result_clean()), code 0; returns cls, so that a courier can
  * write "return result_fail(r, RESULT_TEMP, "4.3.1", "disk full");".
  */
-__attribute__((format(printf, 4, 5))) enum result_class result_fail(struct rcpt_result *r,
-                                                                    enum result_class cls,
-                                                                    const char *status,
-                                                                    const char *fmt, ...);
+__attribute__((format(printf, 4, 5))) enum result_class
+result_fail(struct rcpt_result *r, enum result_class cls, const char *status, const char *fmt, ...);
 
 /*
  * Copy src[0..len) into dst (size >= 1) as one line of printable ASCII:

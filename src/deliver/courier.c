@@ -1,11 +1,8 @@
 /*
- * courier.c - the result and error text shared by the local couriers (see
- * courier.h).
- *
- * Invariant: after courier_fail() the text is one NUL-terminated line of
- * printable ASCII no longer than COURIER_TEXT_MAX - 1 octets, whatever the
- * formatted arguments contained (a program's output, an errno text).  The
- * status is copied bounded too.  Nothing is allocated; nothing is logged.
+ * courier.c - what the couriers share (see courier.h): the table of real
+ * couriers, the envelope values handed to programs, the prefix of header
+ * fields, and the CRLF-to-LF reader.  Nothing is allocated; nothing is
+ * logged.
  */
 #include "deliver/courier.h"
 
@@ -13,89 +10,27 @@
 #include <stdio.h>
 #include <string.h>
 
-void courier_error_clear(struct courier_error *e)
-{
-    if (!e)
-        return;
-    e->status[0] = '\0';
-    e->text[0] = '\0';
-}
+#include "queue/envelope.h"
 
-size_t courier_clean(char *dst, size_t size, const char *src, size_t len)
+void courier_local_init(struct courier_local *cl, const struct courier_job *j,
+                        struct rcpt_result *res)
 {
-    size_t n = 0;
-    bool space = true; /* drops leading spaces and collapses runs */
-    bool cut = false;
-
-    if (size == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)src[i];
-        if (c < 0x20 || c == 0x7f || c == ' ') {
-            if (space)
-                continue;
-            c = ' ';
-            space = true;
-        } else {
-            if (c >= 0x80)
-                c = '?';
-            space = false;
-        }
-        if (n + 1 >= size) {
-            cut = true;
-            break;
-        }
-        dst[n++] = (char)c;
+    const struct env_rcpt *r = j->rcpts[0];
+    const char *at = strrchr(r->addr, '@');
+    result_clear(res);
+    cl->user[0] = cl->domain[0] = '\0';
+    if (at && (size_t)(at - r->addr) < sizeof(cl->user)) {
+        memcpy(cl->user, r->addr, (size_t)(at - r->addr));
+        cl->user[at - r->addr] = '\0';
+        snprintf(cl->domain, sizeof(cl->domain), "%s", at + 1);
     }
-    while (n > 0 && dst[n - 1] == ' ')
-        n--;
-    if (cut) {
-        static const char dots[] = "...";
-        if (size < sizeof(dots)) {
-            n = 0;
-        } else {
-            if (n + sizeof(dots) > size)
-                n = size - sizeof(dots);
-            memcpy(dst + n, dots, sizeof(dots) - 1);
-            n += sizeof(dots) - 1;
-        }
-    }
-    dst[n] = '\0';
-    return n;
-}
-
-enum courier_result courier_fail(struct courier_error *e, enum courier_result r, const char *status,
-                                 const char *fmt, ...)
-{
-    char raw[COURIER_TEXT_MAX * 2];
-    va_list ap;
-    int n;
-
-    if (!e)
-        return r;
-    courier_clean(e->status, sizeof(e->status), status ? status : "", strlen(status ? status : ""));
-    va_start(ap, fmt);
-    n = vsnprintf(raw, sizeof(raw), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(raw))
-        n = sizeof(raw) - 1;
-    courier_clean(e->text, sizeof(e->text), raw, (size_t)n);
-    return r;
-}
-
-const char *courier_result_name(enum courier_result r)
-{
-    switch (r) {
-    case COURIER_OK:
-        return "ok";
-    case COURIER_TEMP:
-        return "temporary";
-    case COURIER_PERM:
-        return "permanent";
-    }
-    return "unknown";
+    cl->vars = (struct courier_vars){.from = j->env->sender,
+                                     .to = r->addr,
+                                     .to_user = cl->user,
+                                     .to_domain = cl->domain,
+                                     .orig_to = r->orig};
+    snprintf(cl->prefix, sizeof(cl->prefix), "Return-Path: <%.256s>\r\nDelivered-To: %.256s\r\n",
+             j->env->sender, r->addr);
 }
 
 bool courier_has_ctl(const char *s)
@@ -164,3 +99,10 @@ size_t courier_lf_read(struct courier_lf *r, char *dst, size_t size)
     }
     return n;
 }
+
+const struct courier_ops *const courier_table[COURIER_KINDS] = {
+    [COURIER_MAILDIR] = &courier_maildir,
+    [COURIER_MDA] = &courier_mda,
+    [COURIER_PIPE] = &courier_pipe,
+    [COURIER_SMTP] = &courier_smtp,
+};

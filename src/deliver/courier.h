@@ -1,19 +1,15 @@
 /*
- * courier.h - what every local courier (maildir, mda, pipe) returns, and the
- * envelope values they may use.
+ * courier.h - the one interface every courier implements, and what the
+ * couriers share.
  *
- * A delivery attempt for one recipient ends in exactly one enum
- * courier_result.  OK: delivered, the queue marks the recipient sent.  TEMP:
- * try again later on the delay table (disk full, quota, a program's exit 75,
- * a timeout, a problem the administrator can fix).  PERM: never retry; the
- * queue sends a DSN with the error text and status code.
- *
- * struct courier_error is filled on TEMP and PERM: an RFC 3463 enhanced
- * status code ("4.2.0", "5.3.0", ...) and one line of printable ASCII text,
- * bounded and cleaned of control characters, safe to put in a log line, in
- * the queue's envelope file and in a DSN's Diagnostic-Code.  Texts of PERM
- * results may reach the sender, so they never contain file system paths.
- * Nothing here allocates.
+ * A courier takes one struct courier_job and fills one struct rcpt_result
+ * (core/result.h) per recipient of the job: maildir, mda and pipe get one
+ * recipient per call; smtp (per_domain) gets every pending recipient of one
+ * destination domain.  The engine (deliver/attempt.c) picks the courier by
+ * the recipient's typed target (enum courier_kind, deliver/route.h), from a
+ * table of struct courier_ops that tests replace with fakes.  A courier
+ * blocks (fsync, a program, a network dialogue): it runs on a delivery
+ * worker thread, and only reads the job.  Nothing here allocates.
  */
 #ifndef TERN_DELIVER_COURIER_H
 #define TERN_DELIVER_COURIER_H
@@ -21,19 +17,51 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum courier_result {
-    COURIER_OK = 0, /* delivered */
-    COURIER_TEMP,   /* transient: retry later */
-    COURIER_PERM,   /* permanent: bounce */
+#include "core/address.h"
+#include "core/result.h"
+
+enum courier_kind {
+    COURIER_MAILDIR = 0, /* built-in Maildir writer */
+    COURIER_MDA,         /* [local] mda_command */
+    COURIER_PIPE,        /* "| command" alias */
+    COURIER_SMTP,        /* another server: route, smarthost or MX */
+    COURIER_KINDS
 };
 
-#define COURIER_STATUS_MAX 16 /* "X.YYY.ZZZ" fits with room */
-#define COURIER_TEXT_MAX 640  /* a program's first 512 octets of output plus our words */
+struct envelope;
+struct env_rcpt;
+struct remote_conf;
+struct remote_dest;
 
-struct courier_error {
-    char status[COURIER_STATUS_MAX]; /* enhanced status code, "" when OK */
-    char text[COURIER_TEXT_MAX];     /* one line, printable ASCII, "" when OK */
+/* One delivery call.  Everything is borrowed for the duration of the call. */
+struct courier_job {
+    const struct envelope *env;
+    const struct env_rcpt *const *rcpts; /* the recipients of this call */
+    size_t n;
+    const char *arg; /* maildir: the Maildir path; pipe: the command; else "" */
+    const char *msg; /* the queued message, CRLF line ends */
+    size_t len;
+    /* settings from the configuration snapshot the attempt holds */
+    const char *hostname;
+    const char *mda_command;
+    unsigned mda_timeout_ms;
+    const struct remote_conf *remote; /* smtp */
+    const struct remote_dest *dest;   /* smtp: the next hop for this domain */
+    char *info;                       /* out (may be NULL): smtp host and TLS, for the log */
+    size_t infosize;
 };
+
+struct courier_ops {
+    const char *name; /* "maildir", "mda", "pipe", "smtp": logs and metrics */
+    bool per_domain;  /* one call for all pending recipients of one domain */
+    /* Deliver; res has job->n entries, each set. */
+    void (*deliver)(const struct courier_job *job, struct rcpt_result *res);
+    void (*thread_exit)(void); /* clean-up when a delivery thread stops, or NULL */
+};
+
+/* The real couriers, indexed by enum courier_kind. */
+extern const struct courier_ops courier_maildir, courier_mda, courier_pipe, courier_smtp;
+extern const struct courier_ops *const courier_table[COURIER_KINDS];
 
 /*
  * The envelope values a delivery may hand to a program (substitutions in a
@@ -50,30 +78,20 @@ struct courier_vars {
     const char *orig_to;
 };
 
-/* Empty status and text. */
-void courier_error_clear(struct courier_error *e);
-
 /*
- * Fill e (if not NULL) with status and the formatted text (cleaned with
- * courier_clean()), and return r, so that a courier can write
- * "return courier_fail(e, COURIER_TEMP, "4.3.1", "disk full");".
+ * What a local courier (maildir, mda, pipe) hands on for the one recipient
+ * of job: the program-facing values (to_user and to_domain point into
+ * user and domain) and the header fields it prepends, "Return-Path:
+ * <sender>\r\nDelivered-To: addr\r\n".  courier_local_init() also clears
+ * the result.
  */
-__attribute__((format(printf, 4, 5))) enum courier_result courier_fail(struct courier_error *e,
-                                                                       enum courier_result r,
-                                                                       const char *status,
-                                                                       const char *fmt, ...);
-
-/*
- * Copy src[0..len) into dst (size >= 1) as one line of printable ASCII:
- * every control character (CR, LF, TAB, NUL, DEL, ...) becomes a space,
- * runs of spaces collapse to one, octets >= 0x80 become '?', leading and
- * trailing spaces go.  A text that does not fit ends in "...".  Returns the
- * length written (always < size).
- */
-size_t courier_clean(char *dst, size_t size, const char *src, size_t len);
-
-/* "ok", "temporary", "permanent". */
-const char *courier_result_name(enum courier_result r);
+struct courier_local {
+    struct courier_vars vars;
+    char user[ADDR_LOCAL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1];
+    char prefix[2 * ADDR_PATH_MAX + 64];
+};
+void courier_local_init(struct courier_local *cl, const struct courier_job *j,
+                        struct rcpt_result *res);
 
 /* True if s (NULL counts as "") has a control character (< 0x20 or DEL). */
 bool courier_has_ctl(const char *s);

@@ -50,30 +50,30 @@ static void maildir_close(int *fd)
 }
 
 /* TEMP (or PERM for links) for an errno while doing "what" on "where". */
-static enum courier_result maildir_errno(struct courier_error *err, int e, const char *what,
-                                         const char *where)
+static enum result_class maildir_errno(struct rcpt_result *err, int e, const char *what,
+                                       const char *where)
 {
     const char *why = strerrordesc_np(e) ? strerrordesc_np(e) : "unknown error";
     switch (e) {
     case ENOSPC:
-        return courier_fail(err, COURIER_TEMP, "4.3.1", "mail system full: cannot %s %s: %s", what,
-                            where, why);
+        return result_fail(err, RESULT_TEMP, "4.3.1", "mail system full: cannot %s %s: %s", what,
+                           where, why);
     case EDQUOT:
-        return courier_fail(err, COURIER_TEMP, "4.2.2", "mailbox over quota: cannot %s %s: %s",
-                            what, where, why);
+        return result_fail(err, RESULT_TEMP, "4.2.2", "mailbox over quota: cannot %s %s: %s", what,
+                           where, why);
     case EACCES:
     case EPERM:
     case EROFS:
-        return courier_fail(err, COURIER_TEMP, "4.3.5",
-                            "cannot %s %s: %s (the administrator must fix the permissions)", what,
-                            where, why);
+        return result_fail(err, RESULT_TEMP, "4.3.5",
+                           "cannot %s %s: %s (the administrator must fix the permissions)", what,
+                           where, why);
     case ENOENT:
-        return courier_fail(err, COURIER_TEMP, "4.3.5",
-                            "cannot %s %s: %s (a parent directory is missing; the administrator "
-                            "must create it)",
-                            what, where, why);
+        return result_fail(err, RESULT_TEMP, "4.3.5",
+                           "cannot %s %s: %s (a parent directory is missing; the administrator "
+                           "must create it)",
+                           what, where, why);
     default:
-        return courier_fail(err, COURIER_TEMP, "4.3.0", "cannot %s %s: %s", what, where, why);
+        return result_fail(err, RESULT_TEMP, "4.3.0", "cannot %s %s: %s", what, where, why);
     }
 }
 
@@ -83,7 +83,7 @@ static enum courier_result maildir_errno(struct courier_error *err, int e, const
  * set when this call made it.
  */
 static int maildir_dir(int at, const char *name, const char *shown, bool *created,
-                       enum courier_result *r, struct courier_error *err)
+                       enum result_class *r, struct rcpt_result *err)
 {
     const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
     int fd = openat(at, name, flags);
@@ -103,12 +103,12 @@ static int maildir_dir(int at, const char *name, const char *shown, bool *create
     struct stat st;
     if ((e == ELOOP || e == ENOTDIR) && fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISLNK(st.st_mode)) {
-            *r = courier_fail(err, COURIER_PERM, "5.2.0", "mailbox refused: %s is a symbolic link",
-                              at == AT_FDCWD ? "the Maildir" : name);
+            *r = result_fail(err, RESULT_PERM, "5.2.0", "mailbox refused: %s is a symbolic link",
+                             at == AT_FDCWD ? "the Maildir" : name);
             return -1;
         }
-        *r = courier_fail(err, COURIER_TEMP, "4.3.5",
-                          "%s is not a directory (the administrator must fix it)", shown);
+        *r = result_fail(err, RESULT_TEMP, "4.3.5",
+                         "%s is not a directory (the administrator must fix it)", shown);
         return -1;
     }
     *r = maildir_errno(err, e, "open", shown);
@@ -172,14 +172,14 @@ static void maildir_unlink(int dirfd, const char *name, const char *where)
  * Write the message into tmp/name: OK, or TEMP/PERM with err filled and the
  * file removed.  *taken is set (and nothing filled) when the name exists.
  */
-static enum courier_result maildir_write(int tfd, const char *name, const char *prefix,
-                                         const char *msg, size_t len, bool *taken,
-                                         struct courier_error *err)
+static enum result_class maildir_write(int tfd, const char *name, const char *prefix,
+                                       const char *msg, size_t len, bool *taken,
+                                       struct rcpt_result *err)
 {
     char chunk[32768];
     struct courier_lf rd;
     struct stat st;
-    enum courier_result r;
+    enum result_class r;
     size_t n;
     int fd;
 
@@ -188,7 +188,7 @@ static enum courier_result maildir_write(int tfd, const char *name, const char *
     if (fd < 0) {
         if (errno == EEXIST) {
             *taken = true;
-            return COURIER_TEMP;
+            return RESULT_TEMP;
         }
         return maildir_errno(err, errno, "create a file in", "the Maildir's tmp/");
     }
@@ -208,10 +208,10 @@ static enum courier_result maildir_write(int tfd, const char *name, const char *
         goto fail;
     }
     if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
-        r = courier_fail(err, COURIER_PERM, "5.2.0",
-                         "mailbox refused: the new file in tmp/ is not a regular file with one "
-                         "link (%lu links)",
-                         (unsigned long)st.st_nlink);
+        r = result_fail(err, RESULT_PERM, "5.2.0",
+                        "mailbox refused: the new file in tmp/ is not a regular file with one "
+                        "link (%lu links)",
+                        (unsigned long)st.st_nlink);
         goto fail;
     }
     if (close(fd) != 0) {
@@ -219,7 +219,7 @@ static enum courier_result maildir_write(int tfd, const char *name, const char *
         r = maildir_errno(err, errno, "close", "the message");
         goto fail;
     }
-    return COURIER_OK;
+    return RESULT_OK;
 fail:
     maildir_close(&fd);
     maildir_unlink(tfd, name, "tmp");
@@ -241,21 +241,21 @@ static int maildir_move(int tfd, int nfd, const char *name)
     return -1;
 }
 
-enum courier_result maildir_deliver(const char *path, const char *prefix, const char *msg,
-                                    size_t len, const char *hostname, struct courier_error *err)
+enum result_class maildir_deliver(const char *path, const char *prefix, const char *msg, size_t len,
+                                  const char *hostname, struct rcpt_result *err)
 {
     char dir[PATH_MAX], name[MAILDIR_NAME_MAX];
     int mfd = -1, tfd = -1, nfd = -1, cfd = -1;
     bool made_maildir = false, made_sub = false;
-    enum courier_result r = COURIER_TEMP;
+    enum result_class r = RESULT_TEMP;
     size_t plen = path ? strlen(path) : 0;
     int e;
 
-    courier_error_clear(err);
+    result_clear(err);
     while (plen > 1 && path[plen - 1] == '/')
         plen--;
     if (plen == 0 || plen >= sizeof(dir))
-        return courier_fail(err, COURIER_TEMP, "4.3.5", "bad Maildir path (empty or too long)");
+        return result_fail(err, RESULT_TEMP, "4.3.5", "bad Maildir path (empty or too long)");
     memcpy(dir, path, plen);
     dir[plen] = '\0';
 
@@ -298,14 +298,14 @@ enum courier_result maildir_deliver(const char *path, const char *prefix, const 
         bool taken;
         maildir_name(name, sizeof(name), hostname);
         r = maildir_write(tfd, name, prefix, msg, len, &taken, err);
-        if (r == COURIER_OK)
+        if (r == RESULT_OK)
             break;
         if (!taken)
             goto out;
         if (tries + 1 == MAILDIR_TRIES) {
-            r = courier_fail(err, COURIER_TEMP, "4.3.0",
-                             "no unique file name in the Maildir's tmp/ after %d tries",
-                             MAILDIR_TRIES);
+            r = result_fail(err, RESULT_TEMP, "4.3.0",
+                            "no unique file name in the Maildir's tmp/ after %d tries",
+                            MAILDIR_TRIES);
             goto out;
         }
     }
@@ -321,8 +321,8 @@ enum courier_result maildir_deliver(const char *path, const char *prefix, const 
         r = maildir_errno(err, e, "fsync", "the Maildir's new/");
         goto out;
     }
-    r = COURIER_OK;
-    courier_error_clear(err);
+    r = RESULT_OK;
+    result_clear(err);
 out:
     maildir_close(&cfd);
     maildir_close(&nfd);
@@ -330,3 +330,36 @@ out:
     maildir_close(&mfd);
     return r;
 }
+
+/* Create the missing folders above a Maildir (0700 each); the Maildir itself is
+ * made by maildir_deliver(), which also refuses symlinks there. */
+static void maildir_mkparents(const char *maildir)
+{
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof(p), "%s", maildir) >= (int)sizeof(p))
+        return;
+    char *slash = strrchr(p, '/');
+    if (!slash || slash == p)
+        return;
+    *slash = '\0';
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+            return;
+        *q = '/';
+    }
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        log_debug("mkdir %s: %s", p, strerror(errno));
+}
+
+static void maildir_courier(const struct courier_job *j, struct rcpt_result *res)
+{
+    struct courier_local cl;
+    courier_local_init(&cl, j, &res[0]);
+    maildir_mkparents(j->arg);
+    maildir_deliver(j->arg, cl.prefix, j->msg, j->len, j->hostname, &res[0]);
+}
+
+const struct courier_ops courier_maildir = {.name = "maildir", .deliver = maildir_courier};

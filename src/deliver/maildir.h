@@ -33,7 +33,7 @@
  * goes into the file name ('/' and ':' escaped as the spec says).
  * Blocking (several fsyncs): call it from a delivery worker thread.
  */
-enum courier_result maildir_deliver(const char *path, const char *prefix, const char *msg,
-                                    size_t len, const char *hostname, struct courier_error *err);
+enum result_class maildir_deliver(const char *path, const char *prefix, const char *msg, size_t len,
+                                  const char *hostname, struct rcpt_result *err);
 
 #endif

@@ -34,9 +34,9 @@
  * prefix (may be NULL) is written first, e.g. "Delivered-To: a@b\r\n".
  * timeout_s 0 means MDA_DEFAULT_TIMEOUT_S.  Blocks until the program is done.
  */
-enum courier_result mda_deliver(const char *command, const struct courier_vars *vars,
-                                const char *prefix, const char *msg, size_t len, unsigned timeout_s,
-                                struct courier_error *err);
+enum result_class mda_deliver(const char *command, const struct courier_vars *vars,
+                              const char *prefix, const char *msg, size_t len, unsigned timeout_s,
+                              struct rcpt_result *err);
 
 /* How mda_run() classifies failures: MDA as above; PIPE: every failure of the program is PERM. */
 enum mda_policy {
@@ -45,9 +45,8 @@ enum mda_policy {
 };
 
 /* The shared engine of mda_deliver() and pipe_deliver(). */
-enum courier_result mda_run(const char *command, size_t command_len,
-                            const struct courier_vars *vars, const char *prefix, const char *msg,
-                            size_t len, unsigned timeout_ms, enum mda_policy policy,
-                            struct courier_error *err);
+enum result_class mda_run(const char *command, size_t command_len, const struct courier_vars *vars,
+                          const char *prefix, const char *msg, size_t len, unsigned timeout_ms,
+                          enum mda_policy policy, struct rcpt_result *err);
 
 #endif

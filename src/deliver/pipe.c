@@ -10,9 +10,9 @@
 
 #include "deliver/mda.h"
 
-enum courier_result pipe_deliver(const char *command, const struct courier_vars *vars,
-                                 const char *prefix, const char *msg, size_t len,
-                                 struct courier_error *err)
+enum result_class pipe_deliver(const char *command, const struct courier_vars *vars,
+                               const char *prefix, const char *msg, size_t len,
+                               struct rcpt_result *err)
 {
     const char *p = command ? command : "";
 
@@ -24,3 +24,12 @@ enum courier_result pipe_deliver(const char *command, const struct courier_vars 
     return mda_run(p, strlen(p), vars, prefix, msg, len, PIPE_TIMEOUT_S * 1000u, MDA_POLICY_PIPE,
                    err);
 }
+
+static void pipe_courier(const struct courier_job *j, struct rcpt_result *res)
+{
+    struct courier_local cl;
+    courier_local_init(&cl, j, &res[0]);
+    pipe_deliver(j->arg, &cl.vars, cl.prefix, j->msg, j->len, &res[0]);
+}
+
+const struct courier_ops courier_pipe = {.name = "pipe", .deliver = pipe_courier};

@@ -24,8 +24,8 @@
  * command: the alias target, with or without its leading '|'.  prefix (may
  * be NULL) is written before msg (CRLF line ends, as queued).
  */
-enum courier_result pipe_deliver(const char *command, const struct courier_vars *vars,
-                                 const char *prefix, const char *msg, size_t len,
-                                 struct courier_error *err);
+enum result_class pipe_deliver(const char *command, const struct courier_vars *vars,
+                               const char *prefix, const char *msg, size_t len,
+                               struct rcpt_result *err);
 
 #endif

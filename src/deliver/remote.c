@@ -28,6 +28,7 @@
 #include "deliver/remote.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +36,10 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/command.h"
 #include "core/log.h"
 #include "deliver/dns.h"
+#include "queue/envelope.h"
 #include "smtp/client.h"
 
 #define REMOTE_CACHE 8
@@ -88,12 +91,21 @@ static struct smtp_client *remote_client(const char *key, const struct smtp_clie
     return rc->c;
 }
 
-static void remote_all(struct remote_result *res, size_t n, enum courier_result r, const char *fmt,
-                       const char *a, const char *b)
+/* Every recipient gets the same local verdict (no server said it): code and status
+ * come first in the text, as a reply would ("451 4.4.3 ..."). */
+__attribute__((format(printf, 6, 7))) static void remote_all(struct rcpt_result *res, size_t n,
+                                                             enum result_class cls, int code,
+                                                             const char *status, const char *fmt,
+                                                             ...)
 {
+    char text[RESULT_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
     for (size_t i = 0; i < n; i++) {
-        res[i].res = r;
-        snprintf(res[i].text, sizeof(res[i].text), fmt, a, b);
+        result_fail(&res[i], cls, status, "%d %s %s", code, status, text);
+        res[i].code = code;
     }
 }
 
@@ -126,10 +138,11 @@ struct remote_try {
     const char *port;
 };
 
-void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, const char *sender,
-                    const char *const *rcpts, size_t n, const char *msg, size_t len,
-                    struct remote_result *res, char *info, size_t infosize)
+void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d,
+                    const struct smtp_envelope *e, const char *msg, size_t len,
+                    struct rcpt_result *res, char *info, size_t infosize)
 {
+    size_t n = e->nrcpt;
     static __thread struct dns_route route;
     struct remote_try tries[DNS_MAX_HOSTS * DNS_MAX_ADDRS];
     size_t ntries = 0;
@@ -155,17 +168,16 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, c
         struct dns_conf dc = {.servers = rc->dns_servers};
         int r = dns_route(&dc, d->domain, &route, why, sizeof(why));
         if (r == DNS_PERMANENT) {
-            remote_all(res, n, COURIER_PERM, "550 5.1.2 %.100s%.180s", "", why);
+            remote_all(res, n, RESULT_PERM, 550, "5.1.2", "%.180s", why);
             return;
         }
         if (r != DNS_OK) {
-            remote_all(res, n, COURIER_TEMP, "451 4.4.3 %.100s%.180s", "", why);
+            remote_all(res, n, RESULT_TEMP, 451, "4.4.3", "%.180s", why);
             return;
         }
         if (dns_route_drop_self(&route, rc->helo) < 0) {
-            remote_all(res, n, COURIER_PERM,
-                       "554 5.4.6 mail for %.100s loops back to myself (%.100s)", d->domain,
-                       rc->helo);
+            remote_all(res, n, RESULT_PERM, 554, "5.4.6",
+                       "mail for %.100s loops back to myself (%.100s)", d->domain, rc->helo);
             return;
         }
         unsigned port = (unsigned)atoi(rc->mx_port);
@@ -174,8 +186,8 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, c
             for (size_t a = 0; a < dh->naddrs; a++) {
                 const struct sockaddr *sa = (const struct sockaddr *)&dh->addrs[a].ss;
                 if (remote_is_self(rc, sa, port)) {
-                    remote_all(res, n, COURIER_PERM,
-                               "554 5.4.6 mail for %.100s loops back to myself (%.100s)", d->domain,
+                    remote_all(res, n, RESULT_PERM, 554, "5.4.6",
+                               "mail for %.100s loops back to myself (%.100s)", d->domain,
                                dh->name);
                     return;
                 }
@@ -190,18 +202,20 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, c
             }
         }
         if (ntries == 0) {
-            remote_all(res, n, COURIER_TEMP, "451 4.4.4 %.100s: no usable address (%.150s)",
+            remote_all(res, n, RESULT_TEMP, 451, "4.4.4", "%.100s: no usable address (%.150s)",
                        d->domain, route.notes);
             return;
         }
     }
 
-    size_t pending[n ? n : 1], npending = n;
-    for (size_t i = 0; i < n; i++) {
+    size_t *pending = calloc(n ? n : 1, sizeof(*pending)), npending = n;
+    struct smtp_rcpt *list = calloc(n ? n : 1, sizeof(*list));
+    struct rcpt_result *rr = calloc(n ? n : 1, sizeof(*rr));
+    if (!pending || !list || !rr)
+        fatal("out of memory");
+    remote_all(res, n, RESULT_TEMP, 451, "4.4.1", "%s: not attempted", d->domain);
+    for (size_t i = 0; i < n; i++)
         pending[i] = i;
-        res[i].res = COURIER_TEMP;
-        snprintf(res[i].text, sizeof(res[i].text), "451 4.4.1 %s: not attempted", d->domain);
-    }
     for (size_t t = 0; t < ntries && npending > 0; t++) {
         struct remote_try *x = &tries[t];
         struct smtp_client_conf cc = {
@@ -232,11 +246,12 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, c
         snprintf(key, sizeof(key), "%s|%s|%d|%s", x->addr, x->port, d->tls,
                  d->auth_user ? d->auth_user : "");
         struct smtp_client *c = remote_client(key, &cc);
-        const char *list[n ? n : 1];
-        struct smtp_rcpt_result rr[n ? n : 1];
         for (size_t i = 0; i < npending; i++)
-            list[i] = rcpts[pending[i]];
-        smtp_client_send(c, sender, list, npending, msg, len, rr);
+            list[i] = e->rcpts[pending[i]];
+        struct smtp_envelope sub = *e;
+        sub.rcpts = list;
+        sub.nrcpt = npending;
+        smtp_client_send(c, &sub, msg, len, rr);
         if (info && x->name[0] == '[') /* an address literal: no name to show twice */
             snprintf(info, infosize, "%s:%s tls=%s", x->name, x->port, smtp_client_tls_info(c));
         else if (info)
@@ -244,14 +259,52 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, c
                      smtp_client_tls_info(c));
         size_t still = 0;
         for (size_t i = 0; i < npending; i++) {
-            struct remote_result *r = &res[pending[i]];
-            r->res = rr[i].outcome == SMTP_SENT        ? COURIER_OK
-                     : rr[i].outcome == SMTP_PERMANENT ? COURIER_PERM
-                                                       : COURIER_TEMP;
-            snprintf(r->text, sizeof(r->text), "%s", rr[i].text);
-            if (r->res == COURIER_TEMP)
+            res[pending[i]] = rr[i];
+            if (rr[i].cls == RESULT_TEMP)
                 pending[still++] = pending[i];
         }
         npending = still;
     }
+    free(pending);
+    free(list);
+    free(rr);
 }
+
+/* ---- the smtp courier ------------------------------------------------------------ */
+
+/* The recipients of one domain with their DSN parameters, passed on to a next hop
+ * that offers DSN (RFC 3461 4.1): NOTIFY as given, ORCPT as given or else the
+ * address the client named in RCPT TO; the client drops them for a next hop
+ * without DSN. */
+static void remote_courier(const struct courier_job *j, struct rcpt_result *res)
+{
+    struct smtp_rcpt *rcpts = calloc(j->n ? j->n : 1, sizeof(*rcpts));
+    char(*orcpt)[ORCPT_MAX + 1] = calloc(j->n ? j->n : 1, sizeof(*orcpt));
+    if (!rcpts || !orcpt)
+        fatal("out of memory");
+    for (size_t i = 0; i < j->n; i++) {
+        const struct env_rcpt *r = j->rcpts[i];
+        rcpts[i].addr = r->addr;
+        rcpts[i].notify = r->notify;
+        if (r->orcpt[0]) {
+            rcpts[i].orcpt = r->orcpt;
+        } else if (r->orig[0]) {
+            memcpy(orcpt[i], "rfc822;", 7);
+            if (xtext_encode(r->orig, orcpt[i] + 7, sizeof(orcpt[i]) - 7) > 0)
+                rcpts[i].orcpt = orcpt[i];
+        }
+    }
+    struct smtp_envelope e = {.from = j->env->sender,
+                              .ret = j->env->ret,
+                              .envid = j->env->envid,
+                              .rcpts = rcpts,
+                              .nrcpt = j->n};
+    remote_deliver(j->remote, j->dest, &e, j->msg, j->len, res, j->info, j->infosize);
+    free(rcpts);
+    free(orcpt);
+}
+
+const struct courier_ops courier_smtp = {.name = "smtp",
+                                         .per_domain = true,
+                                         .deliver = remote_courier,
+                                         .thread_exit = remote_thread_cleanup};

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "deliver/courier.h"
+#include "smtp/client.h"
 
 enum remote_tls { REMOTE_TLS_NONE = 0, REMOTE_TLS_MAY, REMOTE_TLS_VERIFY, REMOTE_TLS_IMPLICIT };
 
@@ -39,16 +40,13 @@ struct remote_dest {
     const char *auth_user, *auth_pass; /* smarthost AUTH, NULL = none */
 };
 
-struct remote_result {
-    enum courier_result res;
-    char text[300]; /* "550 5.1.1 ..." (the remote reply, cleaned) or a local explanation */
-};
-
-/* Deliver msg to rcpts[0..n) (all of d->domain).  res has n entries.  info (may be
- * NULL) receives a short description of the last host and its TLS state for the log. */
-void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d, const char *sender,
-                    const char *const *rcpts, size_t n, const char *msg, size_t len,
-                    struct remote_result *res, char *info, size_t infosize);
+/* Deliver msg to e's recipients (all of d->domain).  res has e->nrcpt entries:
+ * a server's reply as it came (code, status, "550 5.1.1 text"), or a local
+ * verdict with a reply-like text ("451 4.4.3 ...").  info (may be NULL)
+ * receives a short description of the last host and its TLS state for the log. */
+void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d,
+                    const struct smtp_envelope *e, const char *msg, size_t len,
+                    struct rcpt_result *res, char *info, size_t infosize);
 
 /* Close the connections this thread keeps open. */
 void remote_thread_cleanup(void);

@@ -216,6 +216,9 @@ bool dsn_rcpt_listed(const struct dsn_info *info, const struct envelope *env,
         return false;
     if (info->kind == DSN_FAILED)
         return r->status == ENV_RCPT_FAILED && (notify & NOTIFY_FAILURE);
+    if (info->kind == DSN_SUCCESS)
+        return r->status == ENV_RCPT_SENT && (notify & NOTIFY_SUCCESS) && info->pick &&
+               info->pick[r - env->rcpts];
     return r->status == ENV_RCPT_PENDING && r->attempts > 0 && (notify & NOTIFY_DELAY) &&
            !env->delay_warned;
 }
@@ -337,6 +340,12 @@ static bool original_recipient(const struct env_rcpt *r, bool global, char *out,
     return false;
 }
 
+/* Handed to another server (Action: relayed) rather than put in a mailbox. */
+static bool dsn_relayed(const struct env_rcpt *r)
+{
+    return r->target && strcmp(r->target, "smtp") == 0;
+}
+
 static void human_part(const struct dsn_info *info, const struct envelope *env, const char *host,
                        bool global, struct buf *b)
 {
@@ -354,6 +363,11 @@ static void human_part(const struct dsn_info *info, const struct envelope *env, 
                     "Your message could not be delivered to one or more of its recipients. The "
                     "reason is given below for each of them. The message itself, or its header, "
                     "is attached.");
+    } else if (info->kind == DSN_SUCCESS) {
+        put_wrapped(b, "",
+                    "Your message was delivered to the recipients below, as you asked to be "
+                    "told. \"Relayed\" means it was handed to a mail system that sends no such "
+                    "reports, so this is the last news of it. Its header is attached.");
     } else {
         put_wrapped(b, "",
                     "Your message has not yet been delivered to one or more of its recipients; "
@@ -379,7 +393,10 @@ static void human_part(const struct dsn_info *info, const struct envelope *env, 
             snprintf(who, sizeof(who), "<%s>:", addr);
         app(b, "\r\n");
         put_wrapped(b, "", who); /* two long addresses stay on separate lines */
-        put_wrapped(b, "    ", *err ? err : "(no reason was recorded)");
+        if (info->kind == DSN_SUCCESS)
+            put_wrapped(b, "    ", dsn_relayed(r) ? "relayed" : "delivered");
+        else
+            put_wrapped(b, "    ", *err ? err : "(no reason was recorded)");
     }
 }
 
@@ -419,6 +436,15 @@ static void status_part(const struct dsn_info *info, const struct envelope *env,
         typed_addr(r->addr, global, val, sizeof(val));
         put_field(b, "Final-Recipient", val);
         bool failed = info->kind == DSN_FAILED;
+        if (info->kind == DSN_SUCCESS) {
+            put_field(b, "Action", dsn_relayed(r) ? "relayed" : "delivered");
+            put_field(b, "Status", "2.0.0");
+            if (r->last_attempt > 0) {
+                rfc5322_date(r->last_attempt, date);
+                put_field(b, "Last-Attempt-Date", date);
+            }
+            continue;
+        }
         put_field(b, "Action", failed ? "failed" : "delayed");
         dsn_status_code(r->error, failed ? "5.0.0" : "4.0.0", code, sizeof(code));
         if (failed ? code[0] == '2' : code[0] != '4')
@@ -445,7 +471,7 @@ static void original_part(const struct dsn_info *info, const struct envelope *en
                           size_t len, bool global, struct buf *b)
 {
     size_t max_full = info->max_full ? info->max_full : DSN_MAX_FULL_DEFAULT;
-    bool headers = env->ret == RET_HDRS || len > max_full;
+    bool headers = env->ret == RET_HDRS || len > max_full || info->kind == DSN_SUCCESS;
     size_t n = len;
     if (headers) {
         n = header_end(orig, len);
@@ -456,7 +482,9 @@ static void original_part(const struct dsn_info *info, const struct envelope *en
             n = p > orig ? (size_t)(p - orig) : max_full;
         }
     }
-    const char *what = info->kind == DSN_FAILED ? "Undelivered" : "Delayed";
+    const char *what = info->kind == DSN_FAILED    ? "Undelivered"
+                       : info->kind == DSN_SUCCESS ? "Delivered"
+                                                   : "Delayed";
     if (headers)
         appf(b, "Content-Description: %s Message Headers\r\nContent-Type: %s\r\n", what,
              global ? "message/global-headers" : "text/rfc822-headers");
@@ -524,8 +552,9 @@ size_t dsn_build(const struct dsn_info *info, const struct envelope *env, const 
     app(&top, ">\r\n");
     appf(&top, "To: <%s>\r\n", sender);
     appf(&top, "Subject: %s\r\n",
-         info->kind == DSN_FAILED ? "Undelivered Mail Returned to Sender"
-                                  : "Delayed Mail (still being retried)");
+         info->kind == DSN_FAILED    ? "Undelivered Mail Returned to Sender"
+         : info->kind == DSN_SUCCESS ? "Successful Mail Delivery Report"
+                                     : "Delayed Mail (still being retried)");
     appf(&top, "Date: %s\r\n", date);
     appf(&top, "Message-ID: <dsn-%016llx.%s@%s>\r\n", (unsigned long long)rnd,
          env->id[0] ? env->id : "x", host);

@@ -4,7 +4,12 @@
  * dsn_build() writes a complete message, to be queued from the null sender
  * <> to env->sender: a multipart/report with a human-readable part, a
  * message/delivery-status part (one group per reported recipient) and the
- * original message (or only its header section).  Which recipients are
+ * original message (or only its header section; always only the header
+ * for a success report).  Three kinds: failed, delayed, and success
+ * (Action: delivered, or relayed for a recipient handed to a next hop that
+ * does not take the DSN request).  Final-Recipient is the address delivered
+ * to (after alias expansion), Original-Recipient the ORCPT or the address
+ * the client gave.  Which recipients are
  * reported follows their NOTIFY parameter: NEVER lists none; without NOTIFY
  * info->default_notify applies (FAILURE unless told otherwise).  A message
  * whose sender is <> never gets a DSN.  Every line ends in CRLF; error texts
@@ -28,6 +33,8 @@
 enum dsn_kind {
     DSN_FAILED,  /* recipients with status failed: Action: failed */
     DSN_DELAYED, /* recipients still pending (tried at least once): Action: delayed */
+    DSN_SUCCESS, /* recipients just delivered (Action: delivered) or relayed to a next hop
+                    without DSN (Action: relayed), that asked for NOTIFY=SUCCESS */
 };
 
 struct dsn_info {
@@ -37,6 +44,7 @@ struct dsn_info {
     int64_t retry_until;     /* DSN_DELAYED: Will-Retry-Until, 0 = not stated */
     size_t max_full;         /* originals larger than this come back as headers; 0 = default */
     unsigned default_notify; /* enum dsn_notify bits for recipients without NOTIFY; 0 = FAILURE */
+    const bool *pick; /* DSN_SUCCESS: pick[i] says env->rcpts[i] was delivered by this attempt */
 };
 
 /* Is r to be reported in a DSN of this kind? */

@@ -397,23 +397,24 @@ static void *worker(void *arg)
         const struct csv_row *row = &sd->table.rows[j->row];
         char *msg = NULL;
         size_t len = 0;
-        struct smtp_rcpt_result res;
+        struct rcpt_result res;
+        char detail[RESULT_STATUS_MAX + RESULT_TEXT_MAX];
         enum ledger_status st;
 
         ro.to = j->rcpt;
         ro.msgid_seed = j->key;
         if (template_render(sd->tpl, &sd->table, row, &ro, &msg, &len, why, sizeof(why)) < 0) {
-            snprintf(res.text, sizeof(res.text), "%.290s", why);
-            res.outcome = SMTP_PERMANENT;
+            result_fail(&res, RESULT_PERM, "5.3.0", "%s", why);
             fprintf(stderr, "tern send: %s; row skipped\n", why);
         } else {
             rate_wait(sd);
-            const char *rcpts[1] = {j->rcpt};
-            smtp_client_send(c, sd->o.from, rcpts, 1, msg, len, &res);
+            const struct smtp_rcpt rcpt = {.addr = j->rcpt}; /* no DSN parameters */
+            const struct smtp_envelope env = {.from = sd->o.from, .rcpts = &rcpt, .nrcpt = 1};
+            smtp_client_send(c, &env, msg, len, &res);
         }
         free(msg);
         j->attempts++;
-        if (res.outcome == SMTP_TRANSIENT && j->attempts < sd->o.attempts) {
+        if (res.cls == RESULT_TEMP && j->attempts < sd->o.attempts) {
             pthread_mutex_lock(&sd->mu);
             j->not_before =
                 clock_mono_us() / 1000 +
@@ -423,11 +424,14 @@ static void *worker(void *arg)
             pthread_mutex_unlock(&sd->mu);
             continue;
         }
-        st = res.outcome == SMTP_SENT        ? LEDGER_SENT
-             : res.outcome == SMTP_TRANSIENT ? LEDGER_TRANSIENT
-                                             : LEDGER_PERMANENT;
+        st = res.cls == RESULT_OK     ? LEDGER_SENT
+             : res.cls == RESULT_TEMP ? LEDGER_TRANSIENT
+                                      : LEDGER_PERMANENT;
+        /* the server's reply as it came, or our status and explanation */
+        bool own = res.code == 0 && res.status[0];
+        snprintf(detail, sizeof(detail), "%s%s%s", own ? res.status : "", own ? " " : "", res.text);
         pthread_mutex_lock(&sd->ledger_mu);
-        if (ledger_put(sd->ledger, sd->o.campaign, j->key, j->window, st, res.text) < 0)
+        if (ledger_put(sd->ledger, sd->o.campaign, j->key, j->window, st, detail) < 0)
             fatal("ledger %s: cannot record the outcome for %s", sd->o.ledger_path, j->rcpt);
         if (st == LEDGER_SENT)
             sd->sent++;
@@ -437,7 +441,7 @@ static void *worker(void *arg)
             sd->trans++;
         if (st != LEDGER_SENT)
             log_warn("%s: %s failure: %s", j->rcpt,
-                     st == LEDGER_PERMANENT ? "permanent" : "transient", res.text);
+                     st == LEDGER_PERMANENT ? "permanent" : "transient", detail);
         progress(sd, false);
         pthread_mutex_unlock(&sd->ledger_mu);
         pthread_mutex_lock(&sd->mu);

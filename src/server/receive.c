@@ -14,7 +14,12 @@
  * there is one), and the message and its envelope are committed to the
  * queue on a worker thread (written, fsynced, renamed, directory fsynced).
  * The session waits (SMTP_V_PENDING) and answers 250 only after that
- * commit; a full disk answers 452, any other failure 451.
+ * commit; a full disk answers 452, any other failure 451.  The committed
+ * item then goes to the delivery engine.
+ *
+ * Every session holds the configuration snapshot in force when it
+ * connected (taken in on_connect, dropped in on_close): a reload in the
+ * middle of a transaction never mixes two configurations.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,70 +27,22 @@
 #include <string.h>
 #include <time.h>
 
+#include "conf/snapshot.h"
 #include "core/header.h"
 #include "core/log.h"
-#include "server/aliases.h"
+#include "deliver/engine.h"
+#include "deliver/route.h"
+#include "queue/store.h"
 #include "server/serve.h"
 #include "server/workers.h"
 #include "smtp/session.h"
 
 #define RECEIVE_MAX_HOPS 30
 
-int receive_target(const struct conf *c, int kind, const char *user, const char *domain,
-                   const char *value, char *out, size_t size)
+/* The configuration this session started with. */
+static struct snapshot *receive_snap(struct smtp_session *s)
 {
-    char path[CONF_STR_MAX];
-    switch (kind) {
-    case ALIAS_LOCAL:
-        if (c->delivery == CONF_DELIVERY_MDA) {
-            snprintf(out, size, "mda");
-            return 0;
-        }
-        if (conf_maildir_path(c, user, domain, path, sizeof(path)) < 0)
-            return -1;
-        return snprintf(out, size, "maildir:%s", path) < (int)size ? 0 : -1;
-    case ALIAS_PIPE:
-        return snprintf(out, size, "pipe:%s", value) < (int)size ? 0 : -1;
-    default:
-        snprintf(out, size, "smtp");
-        return 0;
-    }
-}
-
-int receive_expand(struct serve *sv, const struct policy *p, struct envelope *env, const char *rcpt,
-                   const char *orig, unsigned notify, const char *orcpt)
-{
-    struct alias_result r;
-    char target[CONF_STR_MAX + 16];
-    int st = alias_resolve_str(p, rcpt, &r);
-    int added = 0;
-
-    if (st == ALIAS_OK || st == ALIAS_NOT_LOCAL) {
-        for (size_t i = 0; i < r.n; i++) {
-            const struct alias_target *t = &r.v[i];
-            if (receive_target(&sv->conf, t->kind, t->user, t->domain, t->value, target,
-                               sizeof(target)) < 0) {
-                log_warn("%s: no usable mailbox path for %s", rcpt, t->value);
-                continue;
-            }
-            const char *addr = t->kind == ALIAS_PIPE ? rcpt : t->value;
-            bool dup = false;
-            for (size_t k = 0; k < env->nrcpt && !dup; k++)
-                dup = strcmp(env->rcpts[k].addr, addr) == 0 &&
-                      strcmp(env->rcpts[k].target, target) == 0;
-            if (dup)
-                continue;
-            struct env_rcpt *er = envelope_add_rcpt(env, addr, orig, target);
-            er->notify = notify;
-            if (orcpt && *orcpt)
-                envelope_set(&er->orcpt, orcpt);
-            added++;
-        }
-        for (size_t i = 0; i < r.n_notes; i++)
-            log_warn("%s: %s", rcpt, r.notes[i]);
-    }
-    alias_result_free(&r);
-    return added;
+    return smtp_session_data(s);
 }
 
 /* "local@domain" of a recipient; the bare RCPT TO:<Postmaster> of RFC 5321 4.5.1
@@ -104,13 +61,25 @@ static void receive_rcpt_addr(const struct policy *p, const struct conf *c,
 
 /* ---- hooks ----------------------------------------------------------------- */
 
+static void receive_connect(void *ctx, struct smtp_session *s, struct smtp_verdict *v)
+{
+    struct serve *sv = ctx;
+    (void)v;
+    smtp_session_set_data(s, snapshot_ref(sv->snap));
+}
+
+static void receive_close(void *ctx, struct smtp_session *s)
+{
+    (void)ctx;
+    snapshot_put(smtp_session_data(s));
+    smtp_session_set_data(s, NULL);
+}
+
 static void receive_auth(void *ctx, struct smtp_session *s, const char *user, const char *pass,
                          struct smtp_verdict *v)
 {
-    struct serve *sv = ctx;
-    struct policy_ref *pr = serve_policy_get(sv);
-    bool ok = policy_auth(&pr->p, user, pass);
-    serve_policy_put(pr);
+    (void)ctx;
+    bool ok = policy_auth(&receive_snap(s)->policy, user, pass);
     if (ok)
         smtp_verdict_set(v, 235, "2.7.0", "Authentication successful");
     log_info("session %llu: AUTH %s for %s", (unsigned long long)smtp_session_id(s),
@@ -121,25 +90,23 @@ static void receive_mail(void *ctx, struct smtp_session *s, const struct mail_pa
                          struct smtp_verdict *v)
 {
     struct serve *sv = ctx;
+    const struct snapshot *snap = receive_snap(s);
     const char *login = smtp_session_auth_user(s);
     char why[256];
 
     if (sv->stopping) {
-        smtp_verdict_set(v, 421, "4.3.2", "%s Service shutting down", sv->conf.hostname);
+        smtp_verdict_set(v, 421, "4.3.2", "%s Service shutting down", snap->conf.hostname);
         v->action = SMTP_V_REPLY_CLOSE;
         return;
     }
-    if (login && sv->conf.senders_must_match && !p->from.is_null) {
-        struct policy_ref *pr = serve_policy_get(sv);
-        bool ok = policy_sender_allowed(&pr->p, login, &p->from);
-        serve_policy_put(pr);
-        if (!ok) {
+    if (login && snap->conf.senders_must_match && !p->from.is_null) {
+        if (!policy_sender_allowed(&snap->policy, login, &p->from)) {
             smtp_verdict_set(v, 553, "5.7.1", "Sender address not owned by user %s", login);
             return;
         }
     }
-    struct qstore_limits lim = {.min_free_bytes = sv->conf.queue_min_free,
-                                .max_items = (size_t)sv->conf.queue_max_items};
+    struct qstore_limits lim = {.min_free_bytes = snap->conf.queue_min_free,
+                                .max_items = (size_t)snap->conf.queue_max_items};
     if (qstore_check_room(sv->store, &lim, p->size_given ? p->size : 0, why, sizeof(why)) < 0) {
         log_warn("session %llu: refusing mail: %s", (unsigned long long)smtp_session_id(s), why);
         smtp_verdict_set(v, 452, "4.3.1", "Insufficient system storage");
@@ -149,31 +116,30 @@ static void receive_mail(void *ctx, struct smtp_session *s, const struct mail_pa
 static void receive_rcpt(void *ctx, struct smtp_session *s, const struct rcpt_params *p,
                          struct smtp_verdict *v)
 {
-    struct serve *sv = ctx;
-    struct alias_result r;
+    (void)ctx;
+    const struct snapshot *snap = receive_snap(s);
+    struct route_result r;
     char addr[ADDR_PATH_MAX + 1];
-    struct policy_ref *pr = serve_policy_get(sv);
-    receive_rcpt_addr(&pr->p, &sv->conf, &p->to, addr, sizeof(addr));
-    int st =
-        p->to.domain[0] ? alias_resolve(&pr->p, &p->to, &r) : alias_resolve_str(&pr->p, addr, &r);
-    serve_policy_put(pr);
-    alias_result_free(&r);
+    receive_rcpt_addr(&snap->policy, &snap->conf, &p->to, addr, sizeof(addr));
+    int st = p->to.domain[0] ? route_resolve(&snap->policy, &p->to, &r)
+                             : route_resolve_str(&snap->policy, addr, &r);
+    route_result_free(&r);
 
     switch (st) {
-    case ALIAS_OK:
+    case ROUTE_OK:
         return;
-    case ALIAS_NOT_LOCAL:
+    case ROUTE_NOT_LOCAL:
         if (smtp_session_auth_user(s))
             return;
         smtp_verdict_set(v, 554, "5.7.1", "<%s>: Relay access denied", addr);
         break;
-    case ALIAS_UNKNOWN:
+    case ROUTE_UNKNOWN:
         smtp_verdict_set(v, 550, "5.1.1", "<%s>: Recipient address rejected: no such user", addr);
         break;
-    case ALIAS_ELOOP:
+    case ROUTE_ELOOP:
         smtp_verdict_set(v, 550, "5.4.6", "<%s>: Alias loop", addr);
         break;
-    case ALIAS_EUNSAFE:
+    case ROUTE_EUNSAFE:
         smtp_verdict_set(v, 554, "5.7.1", "<%s>: Relay access denied", addr);
         break;
     default:
@@ -181,7 +147,7 @@ static void receive_rcpt(void *ctx, struct smtp_session *s, const struct rcpt_pa
         break;
     }
     log_info("session %llu: RCPT <%s> refused: %s", (unsigned long long)smtp_session_id(s), addr,
-             alias_status_str(st));
+             route_status_str(st));
 }
 
 struct commit_job {
@@ -214,8 +180,7 @@ static void commit_done(void *arg)
         if (smtp_server_resume(j->srv, j->session_id, &v) < 0)
             log_warn("queued id=%s but session %llu is gone: the client may send it again",
                      j->env->id, (unsigned long long)j->session_id);
-        sched_add(j->sv->sched, j->env);
-        j->env = NULL;
+        engine_add(j->sv->engine, j->env);
     } else {
         j->sv->refused++;
         log_warn("session %llu: queue commit failed: %s", (unsigned long long)j->session_id,
@@ -235,7 +200,7 @@ static void commit_done(void *arg)
 }
 
 /* "Received: from HELO (PEER) by HOST (tern) with ESMTPSA id ID for <rcpt>; DATE" */
-static void receive_received(struct serve *sv, struct smtp_session *s, const struct smtp_txn *t,
+static void receive_received(const struct conf *c, struct smtp_session *s, const struct smtp_txn *t,
                              struct buf *out)
 {
     char date[64], line[1024], rcpt[ADDR_PATH_MAX + 1];
@@ -246,7 +211,7 @@ static void receive_received(struct serve *sv, struct smtp_session *s, const str
     const char *with = smtp_session_tls(s) ? (smtp_session_auth_user(s) ? "ESMTPSA" : "ESMTPS")
                                            : (smtp_session_auth_user(s) ? "ESMTPA" : "ESMTP");
     int n = snprintf(line, sizeof(line), "Received: from %s (%s)\r\n\tby %s (tern) with %s",
-                     smtp_session_helo(s), smtp_session_peer(s), sv->conf.hostname, with);
+                     smtp_session_helo(s), smtp_session_peer(s), c->hostname, with);
     if (n < 0 || n >= (int)sizeof(line) - 300)
         n = (int)sizeof(line) - 300; /* cannot happen: HELO, host and peer are bounded */
     if (t->nrcpt == 1) {
@@ -263,6 +228,7 @@ static void receive_message(void *ctx, struct smtp_session *s, struct smtp_txn *
                             struct smtp_verdict *v)
 {
     struct serve *sv = ctx;
+    const struct snapshot *snap = receive_snap(s);
     char addr[ADDR_PATH_MAX + 1];
 
     if (header_count(t->body.p, t->body.len, "Received") > RECEIVE_MAX_HOPS) {
@@ -286,12 +252,11 @@ static void receive_message(void *ctx, struct smtp_session *s, struct smtp_txn *
     envelope_set(&env->peer, smtp_session_peer(s));
     const char *au = smtp_session_auth_user(s);
     envelope_set(&env->auth_user, au ? au : "");
-    struct policy_ref *pr = serve_policy_get(sv);
     for (size_t i = 0; i < t->nrcpt; i++) {
-        receive_rcpt_addr(&pr->p, &sv->conf, &t->rcpts[i].to, addr, sizeof(addr));
-        receive_expand(sv, &pr->p, env, addr, addr, t->rcpts[i].notify, t->rcpts[i].orcpt);
+        receive_rcpt_addr(&snap->policy, &snap->conf, &t->rcpts[i].to, addr, sizeof(addr));
+        route_expand(&snap->conf, &snap->policy, env, addr, addr, t->rcpts[i].notify,
+                     t->rcpts[i].orcpt);
     }
-    serve_policy_put(pr);
     if (env->nrcpt == 0) {
         envelope_free(env);
         free(env);
@@ -299,7 +264,7 @@ static void receive_message(void *ctx, struct smtp_session *s, struct smtp_txn *
         smtp_verdict_set(v, 550, "5.1.1", "No deliverable recipient");
         return;
     }
-    receive_received(sv, s, t, &j->msg);
+    receive_received(&snap->conf, s, t, &j->msg);
     buf_append(&j->msg, t->body.p, t->body.len);
     j->sv = sv;
     j->srv = smtp_session_server(s);
@@ -310,6 +275,8 @@ static void receive_message(void *ctx, struct smtp_session *s, struct smtp_txn *
 }
 
 const struct smtp_hooks receive_hooks = {
+    .on_connect = receive_connect,
+    .on_close = receive_close,
     .on_auth = receive_auth,
     .on_mail = receive_mail,
     .on_rcpt = receive_rcpt,

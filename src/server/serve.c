@@ -1,20 +1,26 @@
 /*
- * serve.c - `tern serve`: start-up, listeners, signals, shutdown.
+ * serve.c - `tern serve`: start-up, listeners, the engine's timer and
+ * threads, the pickup watch, signals, shutdown.
  *
  * Start-up refuses a bad configuration with every problem listed as
- * FILE:LINE: what (the same text as `tern check-config`).  Then: the policy
- * (users, aliases), TLS (the configured certificate, or a generated
- * self-signed one so that STARTTLS and AUTH work out of the box), the
- * queue (recovered before anything is accepted), the worker pools, and the
- * listeners: smtp (25: local recipients, relay only after AUTH), submission
- * (587: AUTH required) and submissions (465: implicit TLS, AUTH required).
+ * FILE:LINE: what (the same text as `tern check-config`).  Then: the
+ * snapshot (tern.conf, users, aliases), TLS (the configured certificate,
+ * or a generated self-signed one so that STARTTLS and AUTH work out of the
+ * box), the queue and the pickup spool, the worker pools, the listeners:
+ * smtp (25: local recipients, relay only after AUTH), submission (587:
+ * AUTH required) and submissions (465: implicit TLS, AUTH required); then
+ * the engine recovers the queue and takes in the pickup folder.
  *
- * Signals: SIGHUP reloads tern.conf's policy parts, users and aliases (a
- * bad new configuration is logged and the old one kept; listeners and
- * paths need a restart); SIGUSR1 retries every queued item now; SIGTERM
- * and SIGINT stop accepting, answer 421 to every session, let commits in
- * flight finish (their clients get their 250) and deliveries end, then
- * exit.  Whatever is still queued stays on disk for the next start.
+ * The engine is driven by events: a libevent timer armed at its next
+ * wake-up, the delivery pool as its executor, an inotify watch on the
+ * pickup folder (`tern sendmail` drops items there) and SIGUSR1.
+ *
+ * Signals: SIGHUP loads a new snapshot and swaps it in whole (a bad new
+ * configuration is logged and the old one kept; listeners, paths and TLS
+ * need a restart); SIGUSR1 makes every queued item due and takes in the
+ * pickup folder; SIGTERM and SIGINT stop accepting, answer 421 to every
+ * session, let commits in flight finish (their clients get their 250)
+ * and deliveries end, then exit.  Whatever is still queued stays on disk.
  */
 #include "server/serve.h"
 
@@ -26,12 +32,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include "conf/snapshot.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/netaddr.h"
-#include "deliver/remote.h"
+#include "deliver/engine.h"
+#include "queue/store.h"
 #include "server/workers.h"
 #include "smtp/listen.h"
 #include "smtp/session.h"
@@ -40,20 +50,15 @@
 #define SERVE_LISTENERS_MAX 24
 #define SERVE_STOP_MS 10000
 
-struct policy_ref *serve_policy_get(struct serve *sv)
-{
-    struct policy_ref *pr = sv->policy;
-    atomic_fetch_add(&pr->refs, 1);
-    return pr;
-}
-
-void serve_policy_put(struct policy_ref *pr)
-{
-    if (atomic_fetch_sub(&pr->refs, 1) == 1) {
-        policy_free(&pr->p);
-        free(pr);
-    }
-}
+struct serve_run {
+    struct serve *sv;
+    struct smtp_listener *listeners[SERVE_LISTENERS_MAX];
+    size_t nlisteners;
+    struct event *stop_timer;
+    uint64_t stop_deadline;
+    int inotify_fd;
+    struct event *pickup_ev;
+};
 
 static void serve_print_errors(const struct conf_errors *e)
 {
@@ -63,60 +68,101 @@ static void serve_print_errors(const struct conf_errors *e)
         fprintf(stderr, "(more problems not shown)\n");
 }
 
-static struct policy_ref *serve_load_policy(const struct conf *c, struct conf_errors *e)
+/* ---- the engine's clock, timer and executor -------------------------------------- */
+
+static int64_t serve_now_ms(void *ctx)
 {
-    struct policy_ref *pr = calloc(1, sizeof(*pr));
-    if (!pr)
-        fatal("out of memory");
-    if (policy_load(c, &pr->p, e) < 0 || e->n) {
-        policy_free(&pr->p);
-        free(pr);
-        return NULL;
-    }
-    atomic_init(&pr->refs, 1);
-    return pr;
+    (void)ctx;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-struct serve_run {
-    struct serve *sv;
-    struct smtp_listener *listeners[SERVE_LISTENERS_MAX];
-    size_t nlisteners;
-    struct event *stop_timer;
-    uint64_t stop_deadline;
-};
+static void serve_arm(void *ctx, int64_t at_ms)
+{
+    struct serve *sv = ctx;
+    if (at_ms == INT64_MAX) {
+        event_del(sv->timer);
+        return;
+    }
+    int64_t d = at_ms - serve_now_ms(NULL);
+    if (d < 0)
+        d = 0;
+    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
+    if (event_add(sv->timer, &tv) < 0)
+        fatal("cannot arm the delivery timer");
+}
+
+static void serve_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct serve *sv = arg;
+    engine_tick(sv->engine);
+}
+
+static void serve_submit(void *ctx, engine_fn run, engine_fn done, void *arg)
+{
+    struct serve *sv = ctx;
+    workers_submit(sv->deliver_pool, run, done, arg);
+}
+
+/* ---- the pickup folder ---------------------------------------------------------- */
+
+static void serve_pickup_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct serve *sv = arg;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool any = false;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        any = true;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        log_warn("pickup watch: %s", strerror(errno));
+    if (any)
+        engine_pickup(sv->engine);
+}
+
+/* Watch DIR/queue of the pickup spool; without inotify, SIGUSR1 still works. */
+static void serve_watch_pickup(struct serve_run *r, const char *dir)
+{
+    char qdir[1100];
+    snprintf(qdir, sizeof(qdir), "%s/queue", dir);
+    r->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (r->inotify_fd < 0 ||
+        inotify_add_watch(r->inotify_fd, qdir, IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+        log_warn("cannot watch %s (%s): `tern sendmail` mail waits for SIGUSR1", qdir,
+                 strerror(errno));
+        return;
+    }
+    r->pickup_ev =
+        event_new(r->sv->base, r->inotify_fd, EV_READ | EV_PERSIST, serve_pickup_event, r->sv);
+    if (!r->pickup_ev || event_add(r->pickup_ev, NULL) < 0)
+        fatal("cannot watch the pickup folder");
+}
+
+/* ---- signals --------------------------------------------------------------------- */
 
 static void serve_reload(struct serve *sv)
 {
-    struct conf c;
     struct conf_errors e = {0};
-    if (conf_load(sv->conf_path, &c, &e) < 0 || e.n) {
+    struct snapshot *snap = snapshot_load(sv->conf_path, &e);
+    if (!snap) {
         for (size_t i = 0; i < e.n; i++)
             log_error("reload: %s", e.v[i]);
-        log_error("reload: configuration refused; the old one stays in force");
-        conf_errors_free(&e);
-        return;
-    }
-    struct policy_ref *pr = serve_load_policy(&c, &e);
-    if (!pr) {
-        for (size_t i = 0; i < e.n; i++)
-            log_error("reload: %s", e.v[i]);
-        log_error("reload: users or aliases refused; the old ones stay in force");
+        log_error("reload: configuration, users or aliases refused; the old ones stay in force");
         conf_errors_free(&e);
         return;
     }
     conf_errors_free(&e);
-    /* only what can change under running sessions and workers */
-    sv->conf.senders_must_match = c.senders_must_match;
-    memcpy(sv->conf.retry_ms, c.retry_ms, sizeof(c.retry_ms));
-    sv->conf.n_retry = c.n_retry;
-    sv->conf.give_up_ms = c.give_up_ms;
-    sv->conf.delay_warning_ms = c.delay_warning_ms;
-    sv->conf.queue_max_items = c.queue_max_items;
-    sv->conf.queue_min_free = c.queue_min_free;
-    struct policy_ref *old = sv->policy;
-    sv->policy = pr;
-    serve_policy_put(old);
-    log_info("reloaded %s: %zu local domains", sv->conf_path, pr->p.n);
+    snap->generation = sv->snap->generation + 1;
+    struct snapshot *old = sv->snap;
+    sv->snap = snap; /* new sessions and attempts take this one */
+    engine_set_snapshot(sv->engine, snap);
+    snapshot_put(old);
+    log_info("reloaded %s (configuration %lu): %zu local domains", sv->conf_path, snap->generation,
+             snap->policy.n);
 }
 
 static void serve_stop_check(evutil_socket_t fd, short what, void *arg)
@@ -126,7 +172,7 @@ static void serve_stop_check(evutil_socket_t fd, short what, void *arg)
     struct serve_run *r = arg;
     struct serve *sv = r->sv;
     bool idle = smtp_server_sessions(sv->smtp) == 0 && smtp_server_sessions(sv->submission) == 0 &&
-                workers_pending(sv->commit_pool) == 0 && sched_busy(sv->sched) == 0;
+                workers_pending(sv->commit_pool) == 0 && engine_busy(sv->engine) == 0;
     if (idle || clock_mono_ms() > r->stop_deadline)
         event_base_loopbreak(sv->base);
 }
@@ -142,13 +188,14 @@ static void serve_signal(evutil_socket_t sig, short what, void *arg)
     }
     if (sig == SIGUSR1) {
         log_info("SIGUSR1: retrying every queued item now");
-        sched_retry_all(sv->sched);
+        engine_retry_all(sv->engine);
         return;
     }
     if (sv->stopping)
         return;
     log_info("signal %d: stopping", (int)sig);
     sv->stopping = true;
+    engine_stop(sv->engine);
     for (size_t i = 0; i < r->nlisteners; i++)
         smtp_listener_free(r->listeners[i]);
     r->nlisteners = 0;
@@ -178,7 +225,7 @@ static int serve_listen(struct serve_run *r, const struct conf_listeners *ls,
         r->listeners[r->nlisteners++] = l;
         socklen_t sl;
         const char *reason;
-        if (r->sv->nself < sizeof(r->sv->self) / sizeof(r->sv->self[0]) &&
+        if (r->sv->nself < SERVE_SELF_MAX &&
             netaddr_parse(smtp_listener_addr(l), &r->sv->self[r->sv->nself], &sl, &reason) == 0)
             r->sv->nself++;
     }
@@ -190,18 +237,29 @@ static const char serve_usage[] =
     "\n"
     "The mail server: receives mail over SMTP (smtp, submission, submissions),\n"
     "queues it durably and delivers it to local mailboxes (Maildir, an MDA command,\n"
-    "or | pipe aliases), retrying transient failures and returning a delivery\n"
-    "status notification to the sender on permanent failure.\n"
+    "or | pipe aliases) or to other servers, retrying transient failures and\n"
+    "returning a delivery status notification to the sender on permanent failure.\n"
     "\n"
     "  --config FILE   configuration (default $TERN_CONFIG or /etc/tern/tern.conf)\n"
     "\n"
-    "Signals: HUP reloads users, aliases and policy; USR1 retries the queue now;\n"
-    "TERM/INT stop (421 to open sessions; the queue is kept).  See docs/CONFIG.md.\n";
+    "Signals: HUP reloads the configuration, users and aliases; USR1 retries the\n"
+    "queue now; TERM/INT stop (421 to open sessions; the queue is kept).\n"
+    "See docs/CONFIG.md.\n";
+
+static struct qstore *serve_open_spool(const char *data_dir, const char *name)
+{
+    char dir[CONF_STR_MAX + 16], why[512];
+    snprintf(dir, sizeof(dir), "%s/%s", data_dir, name);
+    struct qstore *q = qstore_open(dir, why, sizeof(why));
+    if (!q)
+        fprintf(stderr, "tern serve: %s: %s\n", name, why);
+    return q;
+}
 
 int serve_main(int argc, char **argv)
 {
     static struct serve sv;
-    static struct serve_run run;
+    static struct serve_run run = {.inotify_fd = -1};
     const char *config = NULL;
     struct conf_errors e = {0};
     char why[512];
@@ -222,57 +280,43 @@ int serve_main(int argc, char **argv)
         }
     }
     snprintf(sv.conf_path, sizeof(sv.conf_path), "%s", conf_default_path(config));
-    if (conf_load(sv.conf_path, &sv.conf, &e) < 0 || e.n) {
+    if (!(sv.snap = snapshot_load(sv.conf_path, &e))) {
         serve_print_errors(&e);
         fprintf(stderr, "tern serve: refusing to start with a bad configuration\n");
         conf_errors_free(&e);
         return 2;
     }
-    if (!(sv.policy = serve_load_policy(&sv.conf, &e))) {
-        serve_print_errors(&e);
-        fprintf(stderr, "tern serve: refusing to start with bad users or aliases\n");
-        conf_errors_free(&e);
-        return 2;
-    }
+    sv.boot = snapshot_ref(sv.snap);
+    const struct conf *cf = &sv.boot->conf; /* start-up settings (listeners, paths, TLS) */
     log_set_prefix("serve");
     signal(SIGPIPE, SIG_IGN);
-    sv.tls = tls_server_ctx(sv.conf.tls_cert[0] ? sv.conf.tls_cert : NULL,
-                            sv.conf.tls_key[0] ? sv.conf.tls_key : NULL, sv.conf.hostname, why,
-                            sizeof(why));
+    sv.tls = tls_server_ctx(cf->tls_cert[0] ? cf->tls_cert : NULL,
+                            cf->tls_key[0] ? cf->tls_key : NULL, cf->hostname, why, sizeof(why));
     if (!sv.tls) {
         fprintf(stderr, "tern serve: TLS: %s\n", why);
         return 2;
     }
-    if (sv.conf.smarthost_password_file[0]) {
-        char *pw = NULL;
-        size_t pl = 0;
-        if (conf_read_file(sv.conf.smarthost_password_file, 4096, &pw, &pl, why, sizeof(why)) < 0) {
-            fprintf(stderr, "tern serve: smarthost_password_file: %s\n", why);
-            return 2;
-        }
-        pw[strcspn(pw, "\r\n")] = '\0';
-        sv.smarthost_pass = pw;
-    }
-    char qdir[CONF_STR_MAX + 16];
-    snprintf(qdir, sizeof(qdir), "%s/queue", sv.conf.data_dir);
-    if (!(sv.store = qstore_open(qdir, why, sizeof(why)))) {
-        fprintf(stderr, "tern serve: queue: %s\n", why);
+    if (!(sv.store = serve_open_spool(cf->data_dir, "queue")) ||
+        !(sv.pickup = serve_open_spool(cf->data_dir, "pickup")))
         return 1;
-    }
     sv.base = event_base_new();
     if (!sv.base)
         fatal("cannot create the event loop");
     sv.commit_pool = workers_new(sv.base, 8);
-    sv.deliver_pool = workers_new(sv.base, sv.conf.concurrency);
-    workers_on_thread_exit(sv.deliver_pool, remote_thread_cleanup);
-    sv.sched = sched_new(&sv);
+    sv.deliver_pool = workers_new(sv.base, cf->concurrency);
+    for (size_t k = 0; k < COURIER_KINDS; k++)
+        if (courier_table[k]->thread_exit)
+            workers_on_thread_exit(sv.deliver_pool, courier_table[k]->thread_exit);
+    sv.timer = event_new(sv.base, -1, 0, serve_timer, &sv);
+    if (!sv.timer)
+        fatal("cannot create the delivery timer");
 
     struct smtp_server_conf sc = {
-        .hostname = sv.conf.hostname,
-        .max_size = sv.conf.max_size,
-        .max_rcpts = sv.conf.max_rcpts,
-        .max_errors = sv.conf.max_errors,
-        .idle_timeout = (unsigned)(sv.conf.idle_timeout_ms / 1000),
+        .hostname = cf->hostname,
+        .max_size = cf->max_size,
+        .max_rcpts = cf->max_rcpts,
+        .max_errors = cf->max_errors,
+        .idle_timeout = (unsigned)(cf->idle_timeout_ms / 1000),
         .total_timeout = 3600,
         .max_line = 1000,
         .tls = sv.tls,
@@ -285,12 +329,30 @@ int serve_main(int argc, char **argv)
     sc.auth_required = true;
     sv.submission = smtp_server_new(sv.base, &sc);
     run.sv = &sv;
-    if (serve_listen(&run, &sv.conf.smtp, sv.smtp, false, "smtp") < 0 ||
-        serve_listen(&run, &sv.conf.submission, sv.submission, false, "submission") < 0 ||
-        serve_listen(&run, &sv.conf.submissions, sv.submission, true, "submissions") < 0)
+    if (serve_listen(&run, &cf->smtp, sv.smtp, false, "smtp") < 0 ||
+        serve_listen(&run, &cf->submission, sv.submission, false, "submission") < 0 ||
+        serve_listen(&run, &cf->submissions, sv.submission, true, "submissions") < 0)
         return 1;
 
-    sched_recover(sv.sched); /* after the listeners: the loop check knows our addresses */
+    /* after the listeners: the loop check knows our addresses */
+    struct engine_conf ec = {.store = sv.store,
+                             .pickup = sv.pickup,
+                             .submit = serve_submit,
+                             .submit_ctx = &sv,
+                             .now_ms = serve_now_ms,
+                             .arm = serve_arm,
+                             .arm_ctx = &sv,
+                             .self = sv.self,
+                             .nself = sv.nself};
+    sv.engine = engine_new(&ec, sv.snap);
+    struct qstore_stats st;
+    if (engine_recover(sv.engine, &st, why, sizeof(why)) < 0)
+        fatal("queue %s: %s", qstore_dir(sv.store), why);
+    log_info("queue recovered: %zu items, %zu incomplete removed, %zu orphans removed, "
+             "%zu quarantined",
+             st.recovered, st.incomplete, st.orphans, st.quarantined);
+    serve_watch_pickup(&run, qstore_dir(sv.pickup));
+    engine_pickup(sv.engine);
 
     int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
     struct event *sigev[4];
@@ -300,13 +362,12 @@ int serve_main(int argc, char **argv)
             fatal("cannot watch signals");
     }
     char pidfile[CONF_STR_MAX + 16];
-    snprintf(pidfile, sizeof(pidfile), "%s/tern.pid", sv.conf.data_dir);
+    snprintf(pidfile, sizeof(pidfile), "%s/tern.pid", cf->data_dir);
     FILE *pf = fopen(pidfile, "w");
     if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0)
-        log_warn("cannot write %s: `tern sendmail` and `tern queue retry` will not wake the server",
-                 pidfile);
-    log_info("ready: hostname=%s data_dir=%s domains=%zu queued=%zu", sv.conf.hostname,
-             sv.conf.data_dir, sv.policy->p.n, qstore_count(sv.store));
+        log_warn("cannot write %s: `tern queue retry` will not wake the server", pidfile);
+    log_info("ready: hostname=%s data_dir=%s domains=%zu queued=%zu", cf->hostname, cf->data_dir,
+             sv.snap->policy.n, qstore_count(sv.store));
     if (event_base_dispatch(sv.base) < 0)
         fatal("event loop failed");
 
@@ -316,22 +377,26 @@ int serve_main(int argc, char **argv)
         smtp_listener_free(run.listeners[i]);
     workers_free(sv.commit_pool); /* commits in flight finish and answer their clients */
     sv.commit_pool = NULL;
-    workers_free(sv.deliver_pool);
+    engine_stop(sv.engine);
+    workers_free(sv.deliver_pool); /* attempts in flight finish and report to the engine */
     smtp_server_free(sv.smtp);
     smtp_server_free(sv.submission);
-    sched_free(sv.sched);
+    engine_free(sv.engine);
+    event_free(sv.timer);
+    if (run.pickup_ev)
+        event_free(run.pickup_ev);
+    if (run.inotify_fd >= 0)
+        close(run.inotify_fd);
     if (run.stop_timer)
         event_free(run.stop_timer);
     for (int i = 0; i < 4; i++)
         event_free(sigev[i]);
     qstore_close(sv.store);
-    serve_policy_put(sv.policy);
+    qstore_close(sv.pickup);
     SSL_CTX_free(sv.tls);
-    if (sv.smarthost_pass) {
-        explicit_bzero(sv.smarthost_pass, strlen(sv.smarthost_pass));
-        free(sv.smarthost_pass);
-    }
-    event_base_free(sv.base);
     log_info("stopped: %llu messages accepted", (unsigned long long)sv.accepted);
+    snapshot_put(sv.snap);
+    snapshot_put(sv.boot);
+    event_base_free(sv.base);
     return 0;
 }

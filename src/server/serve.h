@@ -1,81 +1,60 @@
 /*
  * serve.h - `tern serve`: the mail server, put together.
  *
- * One event loop thread owns the SMTP sessions, the schedule of queued
- * items and the configuration; blocking work (queue commits with fsync,
- * local deliveries) runs on two worker pools and reports back on the loop.
+ * The server only wires things together: listeners and sessions
+ * (smtp/session.h) with their policy hooks (receive.c), the delivery
+ * engine (deliver/engine.h) with its timer and worker threads, the
+ * configuration snapshot (conf/snapshot.h), and signals.
+ *
+ * Threads: one event-loop thread owns the sessions, the engine and the
+ * snapshot pointer.  Blocking work runs on two pools (workers.h): commits
+ * (write + fsync before the 250) and delivery attempts (couriers); their
+ * results come back on the loop thread.
  *
  *   receive.c  session hooks: AUTH, sender and recipient policy, Received:,
  *              the queue commit before the 250
- *   sched.c    the schedule: recovery, attempts, retry table, give-up, DSN
- *   serve.c    options, start-up, listeners, signals (HUP reload, TERM stop)
- *
- * The policy (users, aliases) is shared read-only with the workers through
- * a reference count, so SIGHUP swaps it without stopping deliveries.
+ *   serve.c    options, start-up, the engine's timer and executor, the
+ *              pickup watch, signals (HUP reload, USR1 retry, TERM stop)
  */
 #ifndef TERN_SERVER_SERVE_H
 #define TERN_SERVER_SERVE_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "queue/envelope.h"
-#include "queue/store.h"
-#include "server/config.h"
-#include "server/policy.h"
-
+struct event;
 struct event_base;
-struct smtp_server;
+struct engine;
+struct qstore;
 struct smtp_hooks;
+struct smtp_server;
+struct snapshot;
 struct workers;
-struct sched;
 typedef struct ssl_ctx_st SSL_CTX;
 
-struct policy_ref {
-    struct policy p;
-    atomic_int refs;
-};
+#define SERVE_SELF_MAX 24 /* listening endpoints remembered for the loop check */
 
 struct serve {
     struct event_base *base;
-    char conf_path[CONF_STR_MAX];
-    struct conf conf;
-    struct policy_ref *policy;
+    char conf_path[1024];
+    struct snapshot *snap; /* in force; sessions and attempts hold their own reference */
+    struct snapshot *boot; /* the first one: what only a restart changes (listeners, paths,
+                              host name, TLS) is read from it for the whole run */
     SSL_CTX *tls;
-    struct qstore *store;
+    struct qstore *store, *pickup;
     struct workers *commit_pool, *deliver_pool;
     struct smtp_server *smtp, *submission;
-    struct sched *sched;
+    struct engine *engine;
+    struct event *timer; /* the engine's next wake-up */
     bool stopping;
     uint64_t accepted, refused;
-    /* remote delivery */
-    char *smarthost_pass;             /* read from smarthost_password_file at start */
-    struct sockaddr_storage self[24]; /* our listening endpoints (loop check) */
+    struct sockaddr_storage self[SERVE_SELF_MAX]; /* our listening endpoints (loop check) */
     size_t nself;
 };
 
-struct policy_ref *serve_policy_get(struct serve *sv);
-void serve_policy_put(struct policy_ref *pr);
-
 /* receive.c */
 extern const struct smtp_hooks receive_hooks;
-/* The delivery target of one resolved recipient: "maildir:PATH", "mda", "pipe:CMD", "smtp".
- * Returns 0 or -1 (bad maildir path). */
-int receive_target(const struct conf *c, int kind, const char *user, const char *domain,
-                   const char *value, char *out, size_t size);
-/* Expand rcpt (an address) through the aliases into env's recipients. */
-int receive_expand(struct serve *sv, const struct policy *p, struct envelope *env, const char *rcpt,
-                   const char *orig, unsigned notify, const char *orcpt);
-
-/* sched.c */
-struct sched *sched_new(struct serve *sv);
-void sched_add(struct sched *s, struct envelope *env); /* takes env */
-void sched_recover(struct sched *s);
-void sched_retry_all(struct sched *s); /* SIGUSR1: try everything now */
-size_t sched_busy(const struct sched *s);
-void sched_free(struct sched *s);
 
 int serve_main(int argc, char **argv);
 

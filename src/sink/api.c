@@ -29,10 +29,11 @@
 #include <time.h>
 
 #include "core/address.h"
+#include "core/clock.h"
 #include "core/netaddr.h"
 #include "core/num.h"
 #include "smtp/listen.h"
-#include "sink/sink.h"
+#include "sink/api.h"
 
 #define API_LIST_MAX 10000
 #define API_BODY_MAX (64 * 1024)
@@ -178,7 +179,7 @@ static int api_parse_query(struct evhttp_request *req, struct api_query *aq, boo
     return 0;
 }
 
-static void api_list(struct sink *sk, struct evhttp_request *req, bool count_only)
+static void api_list(struct sink_api *api, struct evhttp_request *req, bool count_only)
 {
     struct api_query aq;
     if (api_parse_query(req, &aq, false) < 0) {
@@ -187,7 +188,7 @@ static void api_list(struct sink *sk, struct evhttp_request *req, bool count_onl
     }
     json_t *arr = count_only ? NULL : json_array();
     uint64_t total = 0;
-    for (struct sink_msg *m = sk->store.newest; m; m = m->older) {
+    for (struct sink_msg *m = api->store->newest; m; m = m->older) {
         if (!store_match(m, &aq.f))
             continue;
         if (arr && total >= aq.offset && total < aq.offset + aq.limit)
@@ -204,17 +205,18 @@ static void api_list(struct sink *sk, struct evhttp_request *req, bool count_onl
                            "messages", arr));
 }
 
-static struct sink_msg *api_find(struct sink *sk, struct evhttp_request *req, const char *idstr)
+static struct sink_msg *api_find(struct sink_api *api, struct evhttp_request *req,
+                                 const char *idstr)
 {
     uint64_t id;
     struct sink_msg *m;
     if (strcmp(idstr, "latest") == 0) {
-        m = sk->store.newest;
+        m = api->store->newest;
     } else if (num_parse_u64(idstr, UINT64_MAX, &id) < 0) {
         api_error(req, 400, "message id must be a number or 'latest'");
         return NULL;
     } else {
-        m = store_get(&sk->store, id);
+        m = store_get(api->store, id);
     }
     if (!m)
         api_error(req, 404, "no such message");
@@ -242,13 +244,13 @@ static json_t *api_faults_json(const struct fault_state *st)
 }
 
 /* PUT /api/faults: validate everything first, then apply at once. */
-static void api_faults_put(struct sink *sk, struct evhttp_request *req)
+static void api_faults_put(struct sink_api *api, struct evhttp_request *req)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
     json_error_t jerr;
     char why[300];
-    struct fault_conf fc = sk->faults.conf;
+    struct fault_conf fc = api->faults->conf;
 
     if (n > API_BODY_MAX) {
         api_error(req, 400, "body too large");
@@ -320,15 +322,15 @@ static void api_faults_put(struct sink *sk, struct evhttp_request *req)
             goto out;
         }
     }
-    fault_configure(&sk->faults, &fc);
-    api_json(req, 200, api_faults_json(&sk->faults));
+    fault_configure(api->faults, &fc);
+    api_json(req, 200, api_faults_json(api->faults));
 out:
     json_decref(j);
 }
 
-static void api_stats(struct sink *sk, struct evhttp_request *req)
+static void api_stats(struct sink_api *api, struct evhttp_request *req)
 {
-    const struct fault_stats *fs = &sk->faults.stats;
+    const struct fault_stats *fs = &api->faults->stats;
     json_t *faults = json_object(), *fail = json_object(), *delay = json_object();
     uint64_t total = fs->close_first + fs->close_chance;
     for (int p = 0; p < FP__COUNT; p++) {
@@ -347,15 +349,15 @@ static void api_stats(struct sink *sk, struct evhttp_request *req)
     json_object_set_new(faults, "total", json_integer((json_int_t)total));
     api_json(req, 200,
              json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "connections",
-                       (json_int_t)sk->connections, "messages", (json_int_t)sk->store.received,
-                       "stored", (json_int_t)sk->store.count, "stored_bytes",
-                       (json_int_t)sk->store.bytes, "dropped", (json_int_t)sk->store.dropped,
-                       "refused_at_end_of_data", (json_int_t)sk->messages_refused, "uptime_ms",
-                       (json_int_t)(sink_now_ms() - sk->started_ms), "faults", faults));
+                       (json_int_t)*api->connections, "messages", (json_int_t)api->store->received,
+                       "stored", (json_int_t)api->store->count, "stored_bytes",
+                       (json_int_t)api->store->bytes, "dropped", (json_int_t)api->store->dropped,
+                       "refused_at_end_of_data", (json_int_t)*api->messages_refused, "uptime_ms",
+                       (json_int_t)(clock_mono_ms() - api->started_ms), "faults", faults));
 }
 
 /* mail-test-srv: /count, /clear, /mail/N (N-th matching message, oldest first). */
-static void api_compat(struct sink *sk, struct evhttp_request *req, const char *path,
+static void api_compat(struct sink_api *api, struct evhttp_request *req, const char *path,
                        enum evhttp_cmd_type method)
 {
     struct api_query aq;
@@ -366,7 +368,7 @@ static void api_compat(struct sink *sk, struct evhttp_request *req, const char *
             api_method_not_allowed(req, "POST");
             return;
         }
-        store_clear(&sk->store);
+        store_clear(api->store);
         api_send(req, 200, "text/plain", "", 0);
         return;
     }
@@ -380,7 +382,7 @@ static void api_compat(struct sink *sk, struct evhttp_request *req, const char *
     }
     if (strcmp(path, "/count") == 0) {
         uint64_t n = 0;
-        for (struct sink_msg *m = sk->store.newest; m; m = m->older)
+        for (struct sink_msg *m = api->store->newest; m; m = m->older)
             n += store_match(m, &aq.f);
         int l = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)n);
         api_send(req, 200, "text/plain", buf, (size_t)l);
@@ -395,7 +397,7 @@ static void api_compat(struct sink *sk, struct evhttp_request *req, const char *
     }
     uint64_t idx = 0;
     struct sink_msg *m;
-    for (m = sk->store.oldest; m; m = m->newer) {
+    for (m = api->store->oldest; m; m = m->newer) {
         if (!store_match(m, &aq.f))
             continue;
         if (idx++ == want)
@@ -428,7 +430,7 @@ static void api_compat(struct sink *sk, struct evhttp_request *req, const char *
 
 static void api_cb(struct evhttp_request *req, void *arg)
 {
-    struct sink *sk = arg;
+    struct sink_api *api = arg;
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     bool get = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
@@ -437,9 +439,9 @@ static void api_cb(struct evhttp_request *req, void *arg)
         path = "/";
     if (strcmp(path, "/api/messages") == 0) {
         if (get)
-            api_list(sk, req, false);
+            api_list(api, req, false);
         else if (method == EVHTTP_REQ_DELETE) {
-            store_clear(&sk->store);
+            store_clear(api->store);
             api_json(req, 200, json_pack("{s:b}", "deleted", 1));
         } else
             api_method_not_allowed(req, "GET, DELETE");
@@ -458,11 +460,11 @@ static void api_cb(struct evhttp_request *req, void *arg)
             api_method_not_allowed(req, raw ? "GET" : "GET, DELETE");
             return;
         }
-        struct sink_msg *m = api_find(sk, req, id);
+        struct sink_msg *m = api_find(api, req, id);
         if (!m)
             return;
         if (method == EVHTTP_REQ_DELETE) {
-            store_delete(&sk->store, m->id);
+            store_delete(api->store, m->id);
             api_json(req, 200, json_pack("{s:b}", "deleted", 1));
         } else if (raw) {
             api_send(req, 200, "message/rfc822", m->raw, m->size);
@@ -471,31 +473,31 @@ static void api_cb(struct evhttp_request *req, void *arg)
         }
     } else if (strcmp(path, "/api/count") == 0) {
         if (get)
-            api_list(sk, req, true);
+            api_list(api, req, true);
         else
             api_method_not_allowed(req, "GET");
     } else if (strcmp(path, "/api/stats") == 0) {
         if (get)
-            api_stats(sk, req);
+            api_stats(api, req);
         else
             api_method_not_allowed(req, "GET");
     } else if (strcmp(path, "/api/faults") == 0) {
         if (get)
-            api_json(req, 200, api_faults_json(&sk->faults));
+            api_json(req, 200, api_faults_json(api->faults));
         else if (method == EVHTTP_REQ_PUT || method == EVHTTP_REQ_POST)
-            api_faults_put(sk, req);
+            api_faults_put(api, req);
         else
             api_method_not_allowed(req, "GET, PUT, POST");
     } else if (strcmp(path, "/count") == 0 || strcmp(path, "/clear") == 0 ||
                strncmp(path, "/mail/", 6) == 0) {
-        api_compat(sk, req, path, method);
+        api_compat(api, req, path, method);
     } else {
         api_error(req, 404, "no such resource");
     }
 }
 
-int sink_api_start(struct sink *sk, const char *addr, char *bound, size_t boundsize, char *why,
-                   size_t whysize)
+int sink_api_start(struct sink_api *api, struct event_base *base, const char *addr, char *bound,
+                   size_t boundsize, char *why, size_t whysize)
 {
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
@@ -504,17 +506,17 @@ int sink_api_start(struct sink *sk, const char *addr, char *bound, size_t bounds
         return -1;
     if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
         netaddr_format((struct sockaddr *)&ss, bound, boundsize);
-    sk->http = evhttp_new(sk->base);
-    if (!sk->http || !evhttp_accept_socket_with_handle(sk->http, fd)) {
+    api->http = evhttp_new(base);
+    if (!api->http || !evhttp_accept_socket_with_handle(api->http, fd)) {
         snprintf(why, whysize, "%s: cannot serve HTTP", addr);
         return -1;
     }
-    evhttp_set_allowed_methods(sk->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                             EVHTTP_REQ_OPTIONS);
-    evhttp_set_max_body_size(sk->http, API_BODY_MAX);
-    evhttp_set_max_headers_size(sk->http, 16 * 1024);
-    evhttp_set_timeout(sk->http, 30);
-    evhttp_set_gencb(sk->http, api_cb, sk);
+    evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                              EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+    evhttp_set_max_body_size(api->http, API_BODY_MAX);
+    evhttp_set_max_headers_size(api->http, 16 * 1024);
+    evhttp_set_timeout(api->http, 30);
+    evhttp_set_gencb(api->http, api_cb, api);
     return 0;
 }

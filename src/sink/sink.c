@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/header.h"
 #include "core/log.h"
 #include "core/num.h"
@@ -32,7 +33,8 @@
 
 #define SINK_LISTEN_MAX 8
 
-int64_t sink_now_ms(void)
+/* Unix time in milliseconds (a date: for received_ms and the seed). */
+static int64_t sink_now_ms(void)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -555,9 +557,15 @@ int sink_main(int argc, char **argv)
     sk.base = event_base_new();
     if (!sk.base)
         fatal("cannot create the event loop");
-    sk.started_ms = sink_now_ms();
     store_init(&sk.store, (size_t)max_messages, max_memory);
     fault_init(&sk.faults, &fc);
+    sk.api = (struct sink_api){
+        .store = &sk.store,
+        .faults = &sk.faults,
+        .connections = &sk.connections,
+        .messages_refused = &sk.messages_refused,
+        .started_ms = clock_mono_ms(),
+    };
 
     SSL_CTX *ctx = NULL;
     if (tls || cert || key || nsmtps) {
@@ -599,7 +607,8 @@ int sink_main(int argc, char **argv)
     }
     if (strcmp(http_addr, "none") != 0) {
         char bound[80];
-        if (sink_api_start(&sk, http_addr, bound, sizeof(bound), why, sizeof(why)) < 0) {
+        int r = sink_api_start(&sk.api, sk.base, http_addr, bound, sizeof(bound), why, sizeof(why));
+        if (r < 0) {
             fprintf(stderr, "tern sink: cannot serve HTTP: %s\n", why);
             return 1;
         }
@@ -624,8 +633,8 @@ int sink_main(int argc, char **argv)
              (unsigned long long)sk.connections, (unsigned long long)sk.store.received);
     for (size_t i = 0; i < nl; i++)
         smtp_listener_free(listeners[i]);
-    if (sk.http)
-        evhttp_free(sk.http);
+    if (sk.api.http)
+        evhttp_free(sk.api.http);
     smtp_server_free(sk.smtp);
     store_clear(&sk.store);
     for (size_t i = 0; i < sk.nusers; i++) {

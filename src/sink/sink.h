@@ -4,7 +4,8 @@
  *
  * struct sink ties the parts together: the SMTP server (session hooks in
  * sink.c), the store (store.c), the faults (fault.c) and the HTTP API
- * (api.c).  Everything runs on one event loop, so none of it needs locks.
+ * (api.c, which sees only what struct sink_api hands it).  Everything runs
+ * on one event loop, so none of it needs locks.
  */
 #ifndef TERN_SINK_SINK_H
 #define TERN_SINK_SINK_H
@@ -12,11 +13,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sink/api.h"
 #include "sink/fault.h"
 #include "sink/store.h"
 
 struct event_base;
-struct evhttp;
 struct smtp_server;
 
 struct sink_user {
@@ -28,7 +29,7 @@ enum sink_auth { SINK_AUTH_NONE, SINK_AUTH_ANY, SINK_AUTH_FILE };
 struct sink {
     struct event_base *base;
     struct smtp_server *smtp;
-    struct evhttp *http;
+    struct sink_api api; /* points at store, faults and the counters below */
     struct sink_store store;
     struct fault_state faults;
     enum sink_auth auth;
@@ -37,15 +38,8 @@ struct sink {
     const char *hostname;
     bool quiet;
     uint64_t connections, messages_refused;
-    int64_t started_ms;
 };
 
 int sink_main(int argc, char **argv);
-
-/* HTTP API (api.c): bind and serve on addr; returns 0 or -1 with why. */
-int sink_api_start(struct sink *sk, const char *addr, char *bound, size_t boundsize, char *why,
-                   size_t whysize);
-
-int64_t sink_now_ms(void);
 
 #endif

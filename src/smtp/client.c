@@ -8,10 +8,14 @@
  * body, end-of-data; pipelined when the server offers PIPELINING).
  *
  * Every failure is classified once: a connection-level failure (EOF,
- * reset, timeout, malformed reply, 421) closes the connection and sends
- * the message again after a backoff; any other 4xx/5xx is the recipients'
- * transient/permanent result.  The only state carried between messages is
- * the open connection and whether it needs an RSET.
+ * reset, timeout, malformed reply, 421) is recorded in c->err, closes the
+ * connection and sends the message again after a backoff; any other
+ * 4xx/5xx, or a local refusal, is the recipients' struct rcpt_result (for
+ * the whole message: c->fail).  What smtp_client_send() checks once per
+ * message (addresses, 8-bit, UTF-8, which ENVID / ORCPT values may go on
+ * the wire) is kept in a struct client_msg for all its attempts.  The only
+ * state carried between messages is the open connection and whether it
+ * needs an RSET.
  */
 #include "smtp/client.h"
 
@@ -42,21 +46,19 @@
 
 #define CLIENT_LINE_MAX 1024 /* replies: RFC 5321 says 512; tolerate a little more */
 #define CLIENT_RBUF 16384
+#define CLIENT_CMD_MAX 1024 /* MAIL / RCPT with every parameter (ORCPT: 500, RFC 3461 4) */
 
-enum {
-    EXT_PIPELINING = 1,
-    EXT_SIZE_ = 2,
-    EXT_8BIT = 4,
-    EXT_UTF8 = 8,
-    EXT_TLS = 16,
-    EXT_AUTH_ = 32
+/* What the server's EHLO offered: enum esmtp_ext bits (core/command.h) and these. */
+enum client_ext {
+    CLIENT_EXT_PIPELINING = 1 << 8,
+    CLIENT_EXT_STARTTLS = 1 << 9,
 };
 
 /* What a step of the dialogue came to. */
 enum client_rc {
     RC_OK,
-    RC_RETRY, /* connection-level failure: reconnect and resend */
-    RC_FAIL,  /* every recipient gets c->fail_outcome / c->fail_text */
+    RC_RETRY, /* connection-level failure (c->err): reconnect and resend */
+    RC_FAIL,  /* every recipient still on the wire gets c->fail */
 };
 
 struct smtp_client {
@@ -65,70 +67,109 @@ struct smtp_client {
     SSL_CTX *ssl_ctx;
     SSL *ssl;
     bool connected, dirty, no_tls_next;
-    unsigned ext;
+    unsigned ext; /* enum esmtp_ext | enum client_ext */
     uint64_t size_max;
     bool auth_plain, auth_login;
     char rbuf[CLIENT_RBUF];
     size_t rpos, rlen;
     struct line_reader lr;
     struct buf wbuf;
-    char err[300]; /* the last connection-level error */
-    enum smtp_outcome fail_outcome;
-    char fail_text[300];
+    struct rcpt_result err;  /* the last connection-level error (always TEMP) */
+    struct rcpt_result fail; /* the result of a failed session or transaction */
     char tls_info[96];
     struct smtp_client_stats stats;
     uint64_t rng;
 };
 
-/* Copy text into dst, control characters replaced: remote text is never trusted. */
-static void clean_copy(char *dst, size_t size, const char *src)
+/* One recipient that goes on the wire. */
+struct client_rcpt {
+    size_t i;   /* index into the envelope's rcpts and the results */
+    bool orcpt; /* its ORCPT is valid and goes along when the server offers DSN */
+};
+
+/* One message, as smtp_client_send() checked it once for all its attempts. */
+struct client_msg {
+    const struct smtp_envelope *e;
+    const char *body;
+    size_t len;
+    bool need8, needutf8;
+    bool envid; /* e->envid is valid and goes along when the server offers DSN */
+    struct client_rcpt *rcpts;
+    size_t nrcpt;
+    struct rcpt_result *res;
+};
+
+static void client_vset(struct rcpt_result *r, enum result_class cls, const char *status,
+                        const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static void client_vset(struct rcpt_result *r, enum result_class cls, const char *status,
+                        const char *fmt, va_list ap)
 {
-    size_t i = 0;
-    for (; src[i] && i + 1 < size; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        dst[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
-    }
-    dst[i] = '\0';
+    char tmp[RESULT_TEXT_MAX * 2];
+    if (vsnprintf(tmp, sizeof(tmp), fmt, ap) < 0)
+        tmp[0] = '\0';
+    result_fail(r, cls, status, "%s", tmp); /* cleans: remote text is never trusted */
 }
 
-static void client_errf(struct smtp_client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void client_errf(struct smtp_client *c, const char *fmt, ...)
-{
-    char tmp[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    clean_copy(c->err, sizeof(c->err), tmp);
-}
-
-static enum client_rc client_fail(struct smtp_client *c, enum smtp_outcome o, const char *fmt, ...)
+/* Record a connection-level error (the reason to reconnect). */
+static void client_errf(struct smtp_client *c, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static enum client_rc client_fail(struct smtp_client *c, enum smtp_outcome o, const char *fmt, ...)
+static void client_errf(struct smtp_client *c, const char *status, const char *fmt, ...)
 {
-    char tmp[300];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    client_vset(&c->err, RESULT_TEMP, status, fmt, ap);
     va_end(ap);
-    clean_copy(c->fail_text, sizeof(c->fail_text), tmp);
-    c->fail_outcome = o;
+}
+
+/* Record a local reason why the whole message fails (no reply code). */
+static enum client_rc client_fail(struct smtp_client *c, enum result_class cls, const char *status,
+                                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static enum client_rc client_fail(struct smtp_client *c, enum result_class cls, const char *status,
+                                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    client_vset(&c->fail, cls, status, fmt, ap);
+    va_end(ap);
     return RC_FAIL;
 }
 
-/* "451 4.3.0 first line of text" */
-static void reply_summary(const struct reply *r, char *buf, size_t size)
+/*
+ * res := the server's reply r: class OK for 2xx, PERM for 5xx, else TEMP;
+ * code the reply code; status the enhanced code of the reply, else "4.0.0"
+ * for 4xx, "5.0.0" for 5xx, "4.5.0" for anything else, "" when OK; text the
+ * whole reply on one line, followed by " (context)" when context is given.
+ */
+static void client_reply_result(struct rcpt_result *res, const struct reply *r, const char *context)
 {
-    char first[256];
-    size_t n = strcspn(r->text, "\n");
-    if (n >= sizeof(first))
-        n = sizeof(first) - 1;
-    memcpy(first, r->text, n);
-    first[n] = '\0';
-    char tmp[300];
-    snprintf(tmp, sizeof(tmp), "%d%s%s %s", r->code, r->enh[0] ? " " : "", r->enh, first);
-    clean_copy(buf, size, tmp);
+    enum result_class cls = r->code < 300 ? RESULT_OK : r->code >= 500 ? RESULT_PERM : RESULT_TEMP;
+    const char *status = cls == RESULT_OK ? ""
+                         : r->enh[0]      ? r->enh
+                         : r->code >= 500 ? "5.0.0"
+                         : r->code >= 400 ? "4.0.0"
+                                          : "4.5.0";
+    result_fail(res, cls, status, "%d%s%s %s%s%s%s", r->code, r->enh[0] ? " " : "", r->enh, r->text,
+                context ? " (" : "", context ? context : "", context ? ")" : "");
+    res->code = r->code;
+}
+
+/* As client_reply_result() where only a refusal belongs: a positive reply there
+ * is a protocol error (TEMP 4.5.0). */
+static void client_refusal(struct rcpt_result *res, const struct reply *r, const char *context)
+{
+    client_reply_result(res, r, context);
+    if (res->cls == RESULT_OK) {
+        res->cls = RESULT_TEMP;
+        snprintf(res->status, sizeof(res->status), "4.5.0");
+    }
+}
+
+/* The session or the whole transaction failed on the reply r. */
+static enum client_rc client_fail_reply(struct smtp_client *c, const struct reply *r,
+                                        const char *context)
+{
+    client_refusal(&c->fail, r, context);
+    return RC_FAIL;
 }
 
 /* ---- connection layer ------------------------------------------------------ */
@@ -152,7 +193,7 @@ static int conn_wait(struct smtp_client *c, short events, uint64_t deadline)
     for (;;) {
         uint64_t now = clock_mono_ms();
         if (now >= deadline) {
-            client_errf(c, "timeout");
+            client_errf(c, "4.4.2", "timeout");
             return -1;
         }
         struct pollfd p = {.fd = c->fd, .events = events};
@@ -160,7 +201,7 @@ static int conn_wait(struct smtp_client *c, short events, uint64_t deadline)
         if (r > 0)
             return 0;
         if (r < 0 && errno != EINTR) {
-            client_errf(c, "poll: %s", strerror(errno));
+            client_errf(c, "4.4.2", "poll: %s", strerror(errno));
             return -1;
         }
     }
@@ -175,11 +216,12 @@ static int conn_ssl_wait(struct smtp_client *c, int r, uint64_t deadline, const 
     if (e == SSL_ERROR_WANT_WRITE)
         return conn_wait(c, POLLOUT, deadline);
     if (e == SSL_ERROR_ZERO_RETURN)
-        client_errf(c, "%s: connection closed by the server", what);
+        client_errf(c, "4.4.2", "%s: connection closed by the server", what);
     else if (e == SSL_ERROR_SYSCALL)
-        client_errf(c, "%s: %s", what, errno ? strerror(errno) : "connection closed by the server");
+        client_errf(c, "4.4.2", "%s: %s", what,
+                    errno ? strerror(errno) : "connection closed by the server");
     else
-        client_errf(c, "%s: TLS error: %s", what,
+        client_errf(c, "4.4.2", "%s: TLS error: %s", what,
                     ERR_reason_error_string(ERR_peek_last_error())
                         ? ERR_reason_error_string(ERR_peek_last_error())
                         : "unknown");
@@ -209,7 +251,7 @@ static int conn_write(struct smtp_client *c, const char *p, size_t n, unsigned t
             if (conn_wait(c, POLLOUT, deadline) < 0)
                 return -1;
         } else if (w < 0 && errno != EINTR) {
-            client_errf(c, "write: %s", strerror(errno));
+            client_errf(c, "4.4.2", "write: %s", strerror(errno));
             return -1;
         }
     }
@@ -241,14 +283,14 @@ static int conn_fill(struct smtp_client *c, uint64_t deadline)
             return 0;
         }
         if (r == 0) {
-            client_errf(c, "connection closed by the server");
+            client_errf(c, "4.4.2", "connection closed by the server");
             return -1;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (conn_wait(c, POLLIN, deadline) < 0)
                 return -1;
         } else if (errno != EINTR) {
-            client_errf(c, "read: %s", strerror(errno));
+            client_errf(c, "4.4.2", "read: %s", strerror(errno));
             return -1;
         }
     }
@@ -265,21 +307,21 @@ static int conn_reply(struct smtp_client *c, struct reply *out, unsigned timeout
         enum line_status st =
             line_reader_next(&c->lr, c->rbuf + c->rpos, c->rlen - c->rpos, &linelen, &consumed);
         if (st == LINE_TOO_LONG) {
-            client_errf(c, "reply line longer than %d octets", CLIENT_LINE_MAX);
+            client_errf(c, "4.5.0", "reply line longer than %d octets", CLIENT_LINE_MAX);
             return -1;
         }
         if (st == LINE_OK) {
             enum reply_status rs = reply_parser_line(&rp, c->rbuf + c->rpos, linelen);
             c->rpos += consumed;
             if (rs == REPLY_ERROR) {
-                client_errf(c, "malformed reply: %s", rp.error ? rp.error : "?");
+                client_errf(c, "4.5.0", "malformed reply: %s", rp.error ? rp.error : "?");
                 return -1;
             }
             if (rs == REPLY_DONE) {
                 *out = rp.r;
                 if (out->code == 421) {
                     c->stats.replies_421++;
-                    reply_summary(out, c->err, sizeof(c->err));
+                    client_reply_result(&c->err, out, NULL);
                 }
                 return 0;
             }
@@ -304,31 +346,33 @@ static int conn_tcp(struct smtp_client *c)
     }
     int gai = getaddrinfo(h, c->conf.port, &hints, &res);
     if (gai != 0) {
-        client_errf(c, "cannot resolve %s: %s", c->conf.host, gai_strerror(gai));
+        client_errf(c, "4.4.3", "cannot resolve %s: %s", c->conf.host, gai_strerror(gai));
         return -1;
     }
     for (ai = res; ai; ai = ai->ai_next) {
         c->fd =
             socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (c->fd < 0) {
-            client_errf(c, "socket: %s", strerror(errno));
+            client_errf(c, "4.3.0", "socket: %s", strerror(errno));
             continue;
         }
-        if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-            (errno == EINPROGRESS &&
-             conn_wait(c, POLLOUT, clock_mono_ms() + c->conf.connect_ms) == 0)) {
-            int soerr = 0;
+        int soerr = 0;
+        if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0) {
             socklen_t sl = sizeof(soerr);
-            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
-                freeaddrinfo(res);
-                c->stats.connects++;
-                return 0;
-            }
-            client_errf(c, "connect to %s:%s: %s", c->conf.host, c->conf.port,
-                        strerror(soerr ? soerr : errno));
-        } else if (errno != EINPROGRESS) {
-            client_errf(c, "connect to %s:%s: %s", c->conf.host, c->conf.port, strerror(errno));
+            if (errno != EINPROGRESS)
+                soerr = errno;
+            else if (conn_wait(c, POLLOUT, clock_mono_ms() + c->conf.connect_ms) < 0)
+                soerr = ETIMEDOUT;
+            else if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+                soerr = errno;
         }
+        if (soerr == 0) {
+            freeaddrinfo(res);
+            c->stats.connects++;
+            return 0;
+        }
+        client_errf(c, "4.4.1", "connect to %s:%s: %s", c->conf.host, c->conf.port,
+                    strerror(soerr));
         close(c->fd);
         c->fd = -1;
     }
@@ -342,15 +386,17 @@ static int conn_tls(struct smtp_client *c, bool verify)
     const char *name = c->conf.tls_name ? c->conf.tls_name : c->conf.host;
     c->ssl = SSL_new(c->ssl_ctx);
     if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
-        client_errf(c, "cannot set up TLS");
+        client_errf(c, "4.7.5", "cannot set up TLS");
         return -1;
     }
-    if (name[0] != '[')
-        SSL_set_tlsext_host_name(c->ssl, name);
+    if (name[0] != '[' && SSL_set_tlsext_host_name(c->ssl, name) != 1) {
+        client_errf(c, "4.7.5", "cannot set the TLS server name");
+        return -1;
+    }
     if (verify) {
         SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
         if (SSL_set1_host(c->ssl, name) != 1) {
-            client_errf(c, "cannot set the TLS name to verify");
+            client_errf(c, "4.7.5", "cannot set the TLS name to verify");
             return -1;
         }
     } else {
@@ -362,13 +408,15 @@ static int conn_tls(struct smtp_client *c, bool verify)
             break;
         long vr = SSL_get_verify_result(c->ssl);
         if (verify && vr != X509_V_OK) {
-            client_errf(c, "TLS certificate of %s not verified: %s", name,
+            client_errf(c, "4.7.5", "TLS certificate of %s not verified: %s", name,
                         X509_verify_cert_error_string(vr));
             ERR_clear_error();
             return -1;
         }
-        if (conn_ssl_wait(c, r, deadline, "TLS handshake") < 0)
+        if (conn_ssl_wait(c, r, deadline, "TLS handshake") < 0) {
+            snprintf(c->err.status, sizeof(c->err.status), "4.7.5");
             return -1;
+        }
     }
     snprintf(c->tls_info, sizeof(c->tls_info), "%s %s", SSL_get_version(c->ssl),
              verify ? "verified" : "not verified");
@@ -402,18 +450,20 @@ static void client_parse_ehlo(struct smtp_client *c, const struct reply *r)
         memcpy(kw, p, n);
         kw[n] = '\0';
         if (strcasecmp(kw, "PIPELINING") == 0)
-            c->ext |= EXT_PIPELINING;
+            c->ext |= CLIENT_EXT_PIPELINING;
         else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == ' ' || kw[4] == '\0')) {
-            c->ext |= EXT_SIZE_;
+            c->ext |= EXT_SIZE;
             c->size_max = strtoull(kw + 4, NULL, 10);
         } else if (strcasecmp(kw, "8BITMIME") == 0)
-            c->ext |= EXT_8BIT;
+            c->ext |= EXT_8BITMIME;
         else if (strcasecmp(kw, "SMTPUTF8") == 0)
-            c->ext |= EXT_UTF8;
+            c->ext |= EXT_SMTPUTF8;
+        else if (strcasecmp(kw, "DSN") == 0)
+            c->ext |= EXT_DSN;
         else if (strcasecmp(kw, "STARTTLS") == 0)
-            c->ext |= EXT_TLS;
+            c->ext |= CLIENT_EXT_STARTTLS;
         else if (strncasecmp(kw, "AUTH ", 5) == 0) {
-            c->ext |= EXT_AUTH_;
+            c->ext |= EXT_AUTH;
             char *save = NULL;
             for (char *t = strtok_r(kw + 5, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
                 if (strcasecmp(t, "PLAIN") == 0)
@@ -441,11 +491,8 @@ static enum client_rc client_hello(struct smtp_client *c)
     snprintf(cmd, sizeof(cmd), "HELO %s\r\n", c->conf.helo_name);
     if (client_cmd(c, cmd, &r, c->conf.command_ms) < 0 || r.code == 421)
         return RC_RETRY;
-    if (r.code != 250) {
-        char s[300];
-        reply_summary(&r, s, sizeof(s));
-        return client_fail(c, r.code >= 500 ? SMTP_PERMANENT : SMTP_TRANSIENT, "HELO: %s", s);
-    }
+    if (r.code != 250)
+        return client_fail_reply(c, &r, "in reply to HELO");
     c->ext = 0;
     return RC_OK;
 }
@@ -458,12 +505,12 @@ static enum client_rc client_auth(struct smtp_client *c)
     size_t ul = strlen(u), pl = strlen(pw);
 
     if (!c->ssl && !c->conf.auth_plaintext)
-        return client_fail(c, SMTP_PERMANENT,
+        return client_fail(c, RESULT_PERM, "5.7.8",
                            "refusing to send a password over an unencrypted connection");
-    if (!(c->ext & EXT_AUTH_) || (!c->auth_plain && !c->auth_login))
-        return client_fail(c, SMTP_PERMANENT, "server offers no AUTH PLAIN or LOGIN");
+    if (!(c->ext & EXT_AUTH) || (!c->auth_plain && !c->auth_login))
+        return client_fail(c, RESULT_PERM, "5.7.8", "server offers no AUTH PLAIN or LOGIN");
     if (ul + pl + 2 > sizeof(raw))
-        return client_fail(c, SMTP_PERMANENT, "user name or password too long");
+        return client_fail(c, RESULT_PERM, "5.7.8", "user name or password too long");
     if (c->auth_plain) {
         raw[0] = '\0';
         memcpy(raw + 1, u, ul);
@@ -496,9 +543,7 @@ static enum client_rc client_auth(struct smtp_client *c)
         return RC_OK;
     if (r.code == 421)
         return RC_RETRY;
-    char s[300];
-    reply_summary(&r, s, sizeof(s));
-    return client_fail(c, r.code >= 500 ? SMTP_PERMANENT : SMTP_TRANSIENT, "AUTH: %s", s);
+    return client_fail_reply(c, &r, "in reply to AUTH");
 }
 
 static enum client_rc client_connect(struct smtp_client *c)
@@ -514,40 +559,37 @@ static enum client_rc client_connect(struct smtp_client *c)
     c->connected = true;
     if (c->conf.tls == SMTP_TLS_IMPLICIT && conn_tls(c, verify) < 0)
         return RC_RETRY;
-    if (conn_reply(c, &r, c->conf.greeting_ms) < 0 || r.code == 421) {
-        if (r.code == 421)
-            client_errf(c, "greeting: 421 %s", r.text);
-        return RC_RETRY;
-    }
-    if (r.code != 220) {
-        char s[300];
-        reply_summary(&r, s, sizeof(s));
-        return client_fail(c, r.code >= 500 ? SMTP_PERMANENT : SMTP_TRANSIENT, "greeting: %s", s);
-    }
+    if (conn_reply(c, &r, c->conf.greeting_ms) < 0 || r.code == 421)
+        return RC_RETRY; /* conn_reply() recorded the 421 */
+    if (r.code != 220)
+        return client_fail_reply(c, &r, "greeting");
     if ((rc = client_hello(c)) != RC_OK)
         return rc;
     bool want_tls = !c->ssl && (c->conf.tls == SMTP_TLS_REQUIRED ||
                                 (c->conf.tls == SMTP_TLS_OPPORTUNISTIC && !c->no_tls_next));
-    if (want_tls && !(c->ext & EXT_TLS)) {
+    if (want_tls && !(c->ext & CLIENT_EXT_STARTTLS)) {
         if (c->conf.tls == SMTP_TLS_REQUIRED)
-            return client_fail(c, SMTP_TRANSIENT, "TLS required but the server has no STARTTLS");
+            return client_fail(c, RESULT_TEMP, "4.7.4",
+                               "TLS required but the server has no STARTTLS");
         want_tls = false;
     }
     if (want_tls) {
         if (client_cmd(c, "STARTTLS\r\n", &r, c->conf.command_ms) < 0 || r.code == 421)
             return RC_RETRY;
         if (r.code != 220) {
-            if (c->conf.tls == SMTP_TLS_REQUIRED)
-                return client_fail(c, SMTP_TRANSIENT, "STARTTLS refused: %d", r.code);
+            if (c->conf.tls == SMTP_TLS_REQUIRED) {
+                client_fail_reply(c, &r, "in reply to STARTTLS");
+                return client_fail(c, RESULT_TEMP, "4.7.0", "TLS required: %s", c->fail.text);
+            }
         } else {
             if (c->rpos != c->rlen) {
-                client_errf(c, "server sent data after its STARTTLS reply");
+                client_errf(c, "4.7.0", "server sent data after its STARTTLS reply");
                 return RC_RETRY;
             }
             if (conn_tls(c, verify) < 0) {
                 if (c->conf.tls == SMTP_TLS_OPPORTUNISTIC) {
                     log_warn("TLS with %s failed (%s); next attempt in clear", c->conf.host,
-                             c->err);
+                             c->err.text);
                     c->no_tls_next = true;
                 }
                 return RC_RETRY;
@@ -563,13 +605,6 @@ static enum client_rc client_connect(struct smtp_client *c)
 
 /* ---- one transaction -------------------------------------------------------------- */
 
-static void rcpt_set(struct smtp_rcpt_result *res, const struct reply *r)
-{
-    res->outcome = r->code < 300 ? SMTP_SENT : r->code < 500 ? SMTP_TRANSIENT : SMTP_PERMANENT;
-    res->code = r->code;
-    reply_summary(r, res->text, sizeof(res->text));
-}
-
 static bool has_8bit(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -578,57 +613,137 @@ static bool has_8bit(const char *p, size_t n)
     return false;
 }
 
-/* rcpt indexes in ok[0..nok) are valid addresses; others were already refused. */
-static enum client_rc client_txn(struct smtp_client *c, const char *from, const char *const *rcpts,
-                                 const size_t *ok, size_t nok, const char *msg, size_t len,
-                                 bool need8, bool needutf8, struct smtp_rcpt_result *res)
+/* Append to b.  smtp_client_send() bounds every part of a command (addresses,
+ * ENVID, ORCPT), so a command longer than CLIENT_CMD_MAX is a bug. */
+static void client_put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void client_put(struct buf *b, const char *fmt, ...)
 {
-    struct reply r;
-    char cmd[700];
+    char tmp[CLIENT_CMD_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        abort();
+    buf_append(b, tmp, (size_t)n);
+}
+
+/* The NOTIFY= value for enum dsn_notify bits (NEVER wins over the others);
+ * false when there is none. */
+static bool client_notify(unsigned bits, char *out, size_t size)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } kw[] = {{NOTIFY_SUCCESS, "SUCCESS"}, {NOTIFY_FAILURE, "FAILURE"}, {NOTIFY_DELAY, "DELAY"}};
+    size_t n = 0;
+
+    out[0] = '\0';
+    if (bits & NOTIFY_NEVER) {
+        snprintf(out, size, "NEVER");
+        return true;
+    }
+    for (size_t k = 0; k < sizeof(kw) / sizeof(kw[0]); k++) {
+        if (!(bits & kw[k].bit))
+            continue;
+        int w = snprintf(out + n, size - n, "%s%s", n ? "," : "", kw[k].name);
+        if (w < 0 || (size_t)w >= size - n)
+            abort(); /* out is too small: a bug */
+        n += (size_t)w;
+    }
+    return n > 0;
+}
+
+/* MAIL FROM with SIZE, BODY, SMTPUTF8 and, when the server offers DSN, RET
+ * and ENVID.  Returns whether a DSN parameter went along. */
+static bool client_mail_cmd(struct smtp_client *c, const struct client_msg *m)
+{
+    const struct smtp_envelope *e = m->e;
+    bool dsn = false;
+
+    client_put(&c->wbuf, "MAIL FROM:<%s>", e->from ? e->from : "");
+    if (c->ext & EXT_SIZE)
+        client_put(&c->wbuf, " SIZE=%zu", m->len);
+    if (m->need8)
+        client_put(&c->wbuf, " BODY=8BITMIME");
+    if (m->needutf8)
+        client_put(&c->wbuf, " SMTPUTF8");
+    if (c->ext & EXT_DSN) {
+        if (e->ret == RET_FULL || e->ret == RET_HDRS) {
+            client_put(&c->wbuf, " RET=%s", e->ret == RET_FULL ? "FULL" : "HDRS");
+            dsn = true;
+        }
+        if (m->envid) {
+            client_put(&c->wbuf, " ENVID=%s", e->envid);
+            dsn = true;
+        }
+    }
+    client_put(&c->wbuf, "\r\n");
+    return dsn;
+}
+
+/* RCPT TO for m->rcpts[k] with, when the server offers DSN, NOTIFY and ORCPT.
+ * Returns whether a DSN parameter went along. */
+static bool client_rcpt_cmd(struct smtp_client *c, const struct client_msg *m, size_t k)
+{
+    const struct smtp_rcpt *r = &m->e->rcpts[m->rcpts[k].i];
+    char notify[32];
+    bool dsn = false;
+
+    client_put(&c->wbuf, "RCPT TO:<%s>", r->addr);
+    if (c->ext & EXT_DSN) {
+        if (client_notify(r->notify, notify, sizeof(notify))) {
+            client_put(&c->wbuf, " NOTIFY=%s", notify);
+            dsn = true;
+        }
+        if (m->rcpts[k].orcpt) {
+            client_put(&c->wbuf, " ORCPT=%s", r->orcpt);
+            dsn = true;
+        }
+    }
+    client_put(&c->wbuf, "\r\n");
+    return dsn;
+}
+
+static enum client_rc client_txn(struct smtp_client *c, const struct client_msg *m)
+{
+    struct reply r, mail;
     size_t accepted = 0;
-    bool pipe = c->ext & EXT_PIPELINING;
+    bool pipe = c->ext & CLIENT_EXT_PIPELINING, dsn;
+    struct rcpt_result *res = m->res;
 
     if (c->dirty) {
         if (client_cmd(c, "RSET\r\n", &r, c->conf.command_ms) < 0 || r.code == 421)
             return RC_RETRY;
         c->dirty = false;
     }
-    if (c->size_max && len > c->size_max)
-        return client_fail(c, SMTP_PERMANENT,
-                           "552 5.3.4 message of %zu octets exceeds the server's limit of %llu",
-                           len, (unsigned long long)c->size_max);
-    if (need8 && !(c->ext & EXT_8BIT))
-        return client_fail(c, SMTP_PERMANENT, "554 5.6.3 server does not accept 8-bit data");
-    if (needutf8 && !(c->ext & EXT_UTF8))
-        return client_fail(c, SMTP_PERMANENT, "553 5.6.7 server does not accept UTF-8 addresses");
+    if (c->size_max && m->len > c->size_max)
+        return client_fail(c, RESULT_PERM, "5.3.4",
+                           "message of %zu octets exceeds the server's limit of %llu", m->len,
+                           (unsigned long long)c->size_max);
+    if (m->need8 && !(c->ext & EXT_8BITMIME))
+        return client_fail(c, RESULT_PERM, "5.6.3", "server does not accept 8-bit data");
+    if (m->needutf8 && !(c->ext & EXT_SMTPUTF8))
+        return client_fail(c, RESULT_PERM, "5.6.7", "server does not accept UTF-8 addresses");
 
     c->stats.attempts++;
     c->wbuf.len = 0;
-    int n = snprintf(cmd, sizeof(cmd), "MAIL FROM:<%s>", from);
-    if (c->ext & EXT_SIZE_)
-        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " SIZE=%zu", len);
-    if (need8)
-        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " BODY=8BITMIME");
-    if (needutf8)
-        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " SMTPUTF8");
-    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "\r\n");
-    buf_append(&c->wbuf, cmd, (size_t)n);
+    dsn = client_mail_cmd(c, m);
     c->dirty = true;
 
     if (!pipe) {
         if (conn_write(c, c->wbuf.p, c->wbuf.len, c->conf.command_ms) < 0 ||
-            conn_reply(c, &r, c->conf.command_ms) < 0 || r.code == 421)
+            conn_reply(c, &mail, c->conf.command_ms) < 0 || mail.code == 421)
             return RC_RETRY;
-        if (r.code >= 300) {
-            char s[300];
-            reply_summary(&r, s, sizeof(s));
-            return client_fail(c, r.code >= 500 ? SMTP_PERMANENT : SMTP_TRANSIENT, "MAIL: %s", s);
-        }
-        for (size_t i = 0; i < nok; i++) {
-            n = snprintf(cmd, sizeof(cmd), "RCPT TO:<%s>\r\n", rcpts[ok[i]]);
-            if (client_cmd(c, cmd, &r, c->conf.command_ms) < 0 || r.code == 421)
+        if (mail.code >= 300)
+            return client_fail_reply(c, &mail, "in reply to MAIL");
+        for (size_t k = 0; k < m->nrcpt; k++) {
+            c->wbuf.len = 0;
+            dsn |= client_rcpt_cmd(c, m, k);
+            if (conn_write(c, c->wbuf.p, c->wbuf.len, c->conf.command_ms) < 0 ||
+                conn_reply(c, &r, c->conf.command_ms) < 0 || r.code == 421)
                 return RC_RETRY;
-            rcpt_set(&res[ok[i]], &r);
+            client_reply_result(&res[m->rcpts[k].i], &r, NULL);
             accepted += r.code < 300;
         }
         if (accepted == 0)
@@ -636,20 +751,17 @@ static enum client_rc client_txn(struct smtp_client *c, const char *from, const 
         if (client_cmd(c, "DATA\r\n", &r, c->conf.data_init_ms) < 0 || r.code == 421)
             return RC_RETRY;
     } else {
-        for (size_t i = 0; i < nok; i++) {
-            n = snprintf(cmd, sizeof(cmd), "RCPT TO:<%s>\r\n", rcpts[ok[i]]);
-            buf_append(&c->wbuf, cmd, (size_t)n);
-        }
+        for (size_t k = 0; k < m->nrcpt; k++)
+            dsn |= client_rcpt_cmd(c, m, k);
         buf_append(&c->wbuf, "DATA\r\n", 6);
         if (conn_write(c, c->wbuf.p, c->wbuf.len, c->conf.command_ms) < 0)
             return RC_RETRY;
-        struct reply mail;
         if (conn_reply(c, &mail, c->conf.command_ms) < 0 || mail.code == 421)
             return RC_RETRY;
-        for (size_t i = 0; i < nok; i++) {
+        for (size_t k = 0; k < m->nrcpt; k++) {
             if (conn_reply(c, &r, c->conf.command_ms) < 0 || r.code == 421)
                 return RC_RETRY;
-            rcpt_set(&res[ok[i]], &r);
+            client_reply_result(&res[m->rcpts[k].i], &r, NULL);
             accepted += r.code < 300 && mail.code < 300;
         }
         if (conn_reply(c, &r, c->conf.data_init_ms) < 0 || r.code == 421)
@@ -661,34 +773,117 @@ static enum client_rc client_txn(struct smtp_client *c, const char *from, const 
                 conn_reply(c, &end, c->conf.data_end_ms) < 0)
                 return RC_RETRY;
         }
-        if (mail.code >= 300) {
-            char s[300];
-            reply_summary(&mail, s, sizeof(s));
-            return client_fail(c, mail.code >= 500 ? SMTP_PERMANENT : SMTP_TRANSIENT, "MAIL: %s",
-                               s);
-        }
+        if (mail.code >= 300)
+            return client_fail_reply(c, &mail, "in reply to MAIL");
         if (accepted == 0)
             return RC_OK;
     }
     if (r.code != 354) {
-        for (size_t i = 0; i < nok; i++)
-            if (res[ok[i]].outcome == SMTP_SENT)
-                rcpt_set(&res[ok[i]], &r);
+        for (size_t k = 0; k < m->nrcpt; k++)
+            if (res[m->rcpts[k].i].cls == RESULT_OK)
+                client_refusal(&res[m->rcpts[k].i], &r, "in reply to DATA");
         return RC_OK;
     }
     c->wbuf.len = 0;
-    data_stuff(msg, len, buf_emit, &c->wbuf);
+    data_stuff(m->body, m->len, buf_emit, &c->wbuf);
     buf_append(&c->wbuf, ".\r\n", 3);
     if (conn_write(c, c->wbuf.p, c->wbuf.len, c->conf.data_block_ms) < 0 ||
         conn_reply(c, &r, c->conf.data_end_ms) < 0 || r.code == 421)
         return RC_RETRY;
     c->dirty = false;
-    for (size_t i = 0; i < nok; i++)
-        if (res[ok[i]].outcome == SMTP_SENT)
-            rcpt_set(&res[ok[i]], &r);
+    for (size_t k = 0; k < m->nrcpt; k++) {
+        struct rcpt_result *x = &res[m->rcpts[k].i];
+        if (x->cls != RESULT_OK)
+            continue;
+        if (r.code >= 300) {
+            client_refusal(x, &r, NULL);
+            continue;
+        }
+        client_reply_result(x, &r, NULL);
+        x->dsn_passed = dsn; /* the next hop offers DSN and answers for NOTIFY now */
+    }
     if (r.code < 300)
         c->stats.successes++;
     return RC_OK;
+}
+
+/* xtext (RFC 3461 4) of 1..max octets; with utf8, valid UTF-8 may stand
+ * for xchars too (RFC 6533, when the message goes with SMTPUTF8). */
+static bool client_xtext_ok(const char *s, size_t max, bool utf8)
+{
+    char plain[ORCPT_MAX + 1], dec[ORCPT_MAX + 1];
+    size_t len = strlen(s);
+
+    if (len == 0 || len > max || len >= sizeof(plain) || (utf8 && !utf8_valid(s, len)))
+        return false;
+    for (size_t i = 0; i < len; i++) /* a UTF-8 octet stands in as an xchar */
+        plain[i] = utf8 && (unsigned char)s[i] >= 0x80 ? 'u' : s[i];
+    return xtext_decode(plain, len, dec, sizeof(dec)) >= 0;
+}
+
+/* ORCPT's addr-type ";" xtext (RFC 3461 4.2), at most ORCPT_MAX octets. */
+static bool client_orcpt_ok(const char *s, bool utf8)
+{
+    size_t t = 0;
+
+    while ((s[t] >= 'a' && s[t] <= 'z') || (s[t] >= 'A' && s[t] <= 'Z') ||
+           (s[t] >= '0' && s[t] <= '9') || s[t] == '-')
+        t++;
+    return t > 0 && t + 1 < ORCPT_MAX && s[t] == ';' &&
+           client_xtext_ok(s + t + 1, ORCPT_MAX - t - 1, utf8);
+}
+
+/*
+ * What goes on the wire: refuse bad addresses (all recipients when the
+ * sender is bad), note 8-bit and UTF-8, and which ENVID / ORCPT values are
+ * valid xtext (the others are left out and logged).  The null sender is not
+ * parsed: it has no address (and no UTF-8).
+ */
+static void client_msg_check(struct client_msg *m)
+{
+    const struct smtp_envelope *e = m->e;
+    const char *from = e->from ? e->from : "";
+    struct mailaddr a;
+    int from_err = ADDR_OK;
+
+    if (from[0]) {
+        memset(&a, 0, sizeof(a));
+        from_err = addr_parse_mailbox(from, strlen(from), ADDR_ALLOW_UTF8, &a);
+        m->needutf8 = from_err == ADDR_OK && a.has_utf8;
+    }
+    for (size_t i = 0; i < e->nrcpt; i++) {
+        const char *to = e->rcpts[i].addr;
+        if (from_err != ADDR_OK) {
+            result_fail(&m->res[i], RESULT_PERM, "5.1.7", "bad sender address: %s",
+                        addr_strerror(from_err));
+            continue;
+        }
+        memset(&a, 0, sizeof(a));
+        int err = to ? addr_parse_mailbox(to, strlen(to), ADDR_ALLOW_UTF8, &a) : ADDR_ESYNTAX;
+        if (err != ADDR_OK) {
+            result_fail(&m->res[i], RESULT_PERM, "5.1.3", "bad recipient address: %s",
+                        addr_strerror(err));
+            continue;
+        }
+        m->needutf8 |= a.has_utf8;
+        m->rcpts[m->nrcpt++].i = i;
+    }
+    if (m->nrcpt == 0)
+        return;
+    if (e->envid && e->envid[0]) {
+        m->envid = client_xtext_ok(e->envid, ENVID_MAX, false);
+        if (!m->envid)
+            log_warn("message from <%s>: ENVID is not valid xtext; not passed on", from);
+    }
+    for (size_t k = 0; k < m->nrcpt; k++) {
+        const struct smtp_rcpt *r = &e->rcpts[m->rcpts[k].i];
+        if (!r->orcpt || !r->orcpt[0])
+            continue;
+        m->rcpts[k].orcpt = client_orcpt_ok(r->orcpt, m->needutf8);
+        if (!m->rcpts[k].orcpt)
+            log_warn("message from <%s> to <%s>: ORCPT is not valid xtext; not passed on", from,
+                     r->addr);
+    }
 }
 
 /* ---- public ------------------------------------------------------------------------- */
@@ -732,7 +927,8 @@ struct smtp_client *smtp_client_new(const struct smtp_client_conf *conf)
         c->ssl_ctx = SSL_CTX_new(TLS_client_method());
         if (!c->ssl_ctx)
             fatal("cannot create a TLS context");
-        SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
+        if (SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION) != 1)
+            fatal("cannot set the minimum TLS version");
         if (c->conf.tls_ca_file) {
             if (SSL_CTX_load_verify_locations(c->ssl_ctx, c->conf.tls_ca_file, NULL) != 1)
                 log_warn("cannot load CA file %s", c->conf.tls_ca_file);
@@ -743,46 +939,34 @@ struct smtp_client *smtp_client_new(const struct smtp_client_conf *conf)
     return c;
 }
 
-size_t smtp_client_send(struct smtp_client *c, const char *from, const char *const *rcpts,
-                        size_t nrcpt, const char *msg, size_t len, struct smtp_rcpt_result *res)
+size_t smtp_client_send(struct smtp_client *c, const struct smtp_envelope *e, const char *msg,
+                        size_t len, struct rcpt_result *res)
 {
-    struct mailaddr a;
-    size_t *ok = calloc(nrcpt ? nrcpt : 1, sizeof(size_t)), nok = 0, sent = 0;
-    bool needutf8 = false, need8 = has_8bit(msg, len);
+    struct client_msg m = {
+        .e = e, .body = msg, .len = len, .need8 = has_8bit(msg, len), .res = res};
     uint64_t start = clock_mono_ms();
     unsigned failures = 0;
+    size_t sent = 0;
 
-    if (!ok)
+    m.rcpts = calloc(e->nrcpt ? e->nrcpt : 1, sizeof(*m.rcpts));
+    if (!m.rcpts)
         fatal("out of memory");
-    for (size_t i = 0; i < nrcpt; i++)
-        memset(&res[i], 0, sizeof(res[i]));
-    bool from_ok =
-        from[0] == '\0' || addr_parse_mailbox(from, strlen(from), ADDR_ALLOW_UTF8, &a) == ADDR_OK;
-    needutf8 = from_ok && a.has_utf8 && from[0];
-    for (size_t i = 0; i < nrcpt; i++) {
-        int e = addr_parse_mailbox(rcpts[i], strlen(rcpts[i]), ADDR_ALLOW_UTF8, &a);
-        if (!from_ok || e != ADDR_OK) {
-            res[i].outcome = SMTP_PERMANENT;
-            snprintf(res[i].text, sizeof(res[i].text), "501 5.1.3 bad %s address: %s",
-                     from_ok ? "recipient" : "sender", addr_strerror(from_ok ? e : ADDR_ESYNTAX));
-            continue;
-        }
-        needutf8 |= a.has_utf8;
-        ok[nok++] = i;
-    }
-    while (nok > 0) {
+    for (size_t i = 0; i < e->nrcpt; i++)
+        result_clear(&res[i]);
+    client_msg_check(&m);
+    while (m.nrcpt > 0) {
         enum client_rc rc = RC_OK;
         if (!c->connected) {
             if (failures > 0 && c->conf.max_connects && failures >= c->conf.max_connects) {
-                rc = client_fail(c, SMTP_TRANSIENT, "%s", c->err);
+                rc = client_fail(c, RESULT_TEMP, c->err.status, "%s", c->err.text);
                 goto failed;
             }
             if (failures > 0) {
                 uint64_t d = backoff_delay_ms(failures - 1, c->conf.reconnect_base_ms,
                                               c->conf.reconnect_max_ms, rand_u01(&c->rng));
                 if (clock_mono_ms() + d - start > c->conf.give_up_ms) {
-                    rc = client_fail(c, SMTP_TRANSIENT, "gave up after %u attempts: %s", failures,
-                                     c->err);
+                    rc = client_fail(c, RESULT_TEMP, c->err.status, "gave up after %u attempts: %s",
+                                     failures, c->err.text);
                     goto failed;
                 }
                 if (d) {
@@ -793,35 +977,34 @@ size_t smtp_client_send(struct smtp_client *c, const char *from, const char *con
                 c->stats.reconnects++;
             }
             rc = client_connect(c);
+            if (rc == RC_FAIL) /* a session that failed to set up is never reused */
+                smtp_client_close(c);
         }
         if (rc == RC_OK)
-            rc = client_txn(c, from, rcpts, ok, nok, msg, len, need8, needutf8, res);
+            rc = client_txn(c, &m);
         if (rc == RC_OK)
             break;
         if (rc == RC_RETRY) {
-            log_info("connection to %s:%s lost (%s); %s", c->conf.host, c->conf.port, c->err,
+            log_info("connection to %s:%s lost (%s); %s", c->conf.host, c->conf.port, c->err.text,
                      "will reconnect and resend");
             conn_close(c);
             failures++;
             continue;
         }
     failed:
-        for (size_t i = 0; i < nok; i++) {
-            res[ok[i]].outcome = c->fail_outcome;
-            res[ok[i]].code = 0;
-            snprintf(res[ok[i]].text, sizeof(res[ok[i]].text), "%s", c->fail_text);
-        }
+        for (size_t k = 0; k < m.nrcpt; k++)
+            res[m.rcpts[k].i] = c->fail;
         break;
     }
-    for (size_t i = 0; i < nrcpt; i++) {
-        if (res[i].outcome == SMTP_SENT)
+    for (size_t i = 0; i < e->nrcpt; i++) {
+        if (res[i].cls == RESULT_OK)
             sent++;
-        else if (res[i].outcome == SMTP_TRANSIENT)
+        else if (res[i].cls == RESULT_TEMP)
             c->stats.transient++;
         else
             c->stats.permanent++;
     }
-    free(ok);
+    free(m.rcpts);
     return sent;
 }
 

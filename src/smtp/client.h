@@ -1,22 +1,24 @@
 /*
- * client.h - the SMTP client: connect / send / close, with lazy connect,
- * reconnect with backoff, and per-recipient results.
+ * client.h - the SMTP client: lazy connect, reuse, reconnect with backoff,
+ * DSN pass-through and one struct rcpt_result (core/result.h) a recipient.
  *
- * A client is one connection to one server, used from one thread, with
- * blocking calls and a deadline on every read and write (RFC 5321
- * 4.5.3.2 timeouts, configurable).  smtp_client_send() connects only when
- * it has a message; it reuses the connection for the next message (RSET
- * after a failed transaction).  When the server closes the connection
- * (EOF, reset, broken pipe) or answers 421 to any command, the client
- * reconnects with exponential backoff (first retry immediate, then
- * reconnect_base doubling to reconnect_max, +-20 % jitter) and resends the
- * interrupted message, until give_up_ms has passed.  A message whose
- * end-of-data got 250 is never resent.
+ * One client is one connection to one server, used from one thread, with
+ * blocking calls and a deadline on every read and write (RFC 5321 4.5.3.2).
+ * EOF, reset or a 421 reconnects (first retry at once, then reconnect_base
+ * doubling to reconnect_max, +-20 % jitter) and resends until give_up_ms; a
+ * message whose end-of-data got 250 is never resent; a session whose
+ * set-up failed (greeting, EHLO, STARTTLS, AUTH) is closed, never reused.
  *
- * Results are per recipient: 2xx sent, 4xx transient, 5xx permanent.
- * Envelope addresses with CR, LF, NUL or bad syntax are refused locally
- * (permanent, 501 5.1.3) and never reach the wire; the body is sent with
- * CRLF line endings only and dot-stuffed, whatever the input had.
+ * A server's reply gives cls from 2xx/4xx/5xx, its code, its enhanced code
+ * as status (else "4.0.0" / "5.0.0"; "" when OK) and itself as text, on one
+ * line.  A local or connection error has code 0, a status of ours (4.4.1 no
+ * connection, 4.4.2 lost or timed out, 4.7.x TLS, 5.7.8 AUTH, 5.1.3 / 5.1.7
+ * bad address ...) and an explanation as text.  Only towards a server whose
+ * EHLO lists DSN do RET, ENVID, NOTIFY and ORCPT go along; an ENVID or
+ * ORCPT that is not valid xtext is left out (logged), never sent.
+ * dsn_passed: accepted at end of data in a transaction that carried any.
+ * Addresses with CR, LF or bad syntax never reach the wire; the body goes
+ * with CRLF only, dot-stuffed.  Nothing of the caller's is kept after a call.
  */
 #ifndef TERN_SMTP_CLIENT_H
 #define TERN_SMTP_CLIENT_H
@@ -24,6 +26,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/command.h" /* enum dsn_ret, enum dsn_notify, ENVID_MAX, ORCPT_MAX */
+#include "core/result.h"
 
 enum smtp_tls_policy {
     SMTP_TLS_NONE,          /* never STARTTLS */
@@ -50,12 +55,20 @@ struct smtp_client_conf {
     unsigned max_connects;      /* connection attempts per message; 0 = until give_up */
 };
 
-enum smtp_outcome { SMTP_SENT = 2, SMTP_TRANSIENT = 4, SMTP_PERMANENT = 5 };
+/* One recipient of a message. */
+struct smtp_rcpt {
+    const char *addr;  /* mailbox, without angle brackets */
+    unsigned notify;   /* enum dsn_notify bits, 0 = not given (NEVER wins over others) */
+    const char *orcpt; /* "addr-type;xtext" as it goes on the wire, NULL or "" = none */
+};
 
-struct smtp_rcpt_result {
-    enum smtp_outcome outcome;
-    int code;       /* the reply code (0 for a local or connection error) */
-    char text[300]; /* "451 4.3.0 text" or a local explanation, cleaned of control chars */
+/* The envelope of one message. */
+struct smtp_envelope {
+    const char *from;  /* mailbox without angle brackets, "" (or NULL) = the null sender <> */
+    enum dsn_ret ret;  /* RET_NONE = not given */
+    const char *envid; /* xtext as received, NULL or "" = none */
+    const struct smtp_rcpt *rcpts;
+    size_t nrcpt;
 };
 
 struct smtp_client_stats {
@@ -72,11 +85,12 @@ struct smtp_client;
 struct smtp_client *smtp_client_new(const struct smtp_client_conf *conf);
 
 /*
- * Send one message.  res must have nrcpt entries.  Returns the number of
- * recipients sent (0..nrcpt); res[i] says what happened to each.
+ * Send one message msg[0..len) to e->rcpts[0..e->nrcpt).  res must have
+ * e->nrcpt entries; res[i] says what happened to e->rcpts[i].  Returns the
+ * number of recipients delivered (class OK), 0..e->nrcpt.
  */
-size_t smtp_client_send(struct smtp_client *c, const char *from, const char *const *rcpts,
-                        size_t nrcpt, const char *msg, size_t len, struct smtp_rcpt_result *res);
+size_t smtp_client_send(struct smtp_client *c, const struct smtp_envelope *e, const char *msg,
+                        size_t len, struct rcpt_result *res);
 
 /* QUIT (if connected) and close; the client can be used again (it reconnects lazily). */
 void smtp_client_close(struct smtp_client *c);

@@ -4,10 +4,10 @@
  * Each connection is a struct smtp_session with an explicit state (greeting,
  * commands, AUTH dialogue, DATA, TLS switch) and at most one transaction
  * (struct smtp_txn) that RSET, EHLO, STARTTLS and end-of-data free.  Input is
- * read by the line reader (commands, 512 octets) or the data reader (DATA);
- * each command goes through a table entry that checks the sequence (503),
- * parses (501/555/553), asks the hook, and applies the verdict in
- * session_apply(), the only place where accepted commands change state.
+ * read by the line reader (commands, 512 octets; 1012 when DSN is offered) or the data reader
+ * (DATA); each command goes through a table entry that checks the sequence (503), parses
+ * (501/555/553), asks the hook, and applies the verdict in session_apply(), the only place where
+ * accepted commands change state.
  *
  * Ordering: while a verdict is delayed or pending the session is "paused":
  * it neither reads nor parses, so pipelined input waits in the buffer and
@@ -105,7 +105,14 @@ struct smtp_session {
     char pend_helo[HELO_MAX + 1];
     struct line_reader lr;
     struct data_reader dr;
+    void *data; /* the program's own (smtp_session_set_data) */
 };
+
+/* The longest command line accepted: RFC 3461 adds room for ORCPT and ENVID. */
+static size_t session_cmd_max(const struct smtp_session *s)
+{
+    return SMTP_CMD_LINE_MAX + ((s->srv->conf.ext & EXT_DSN) ? SMTP_CMD_LINE_DSN : 0);
+}
 
 static void session_process(struct smtp_session *s);
 static bool session_reap(struct smtp_session *s);
@@ -609,7 +616,7 @@ static void auth_finish(struct smtp_session *s, const char *user, const char *pa
     if (v.code == 235 && v.enh[0] != '2')
         snprintf(v.enh, sizeof(v.enh), "2.7.0");
     s->state = ST_CMD;
-    line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+    line_reader_init(&s->lr, session_cmd_max(s));
     session_verdict(s, STEP_AUTH, &v);
 }
 
@@ -620,7 +627,7 @@ static void auth_plain(struct smtp_session *s, const char *b64, size_t len)
     long n = base64_decode(b64, len, buf, sizeof(buf));
     if (n < 0) {
         s->state = ST_CMD;
-        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        line_reader_init(&s->lr, session_cmd_max(s));
         session_error(s, 501, "5.5.2", "Cannot decode AUTH response");
         return;
     }
@@ -628,7 +635,7 @@ static void auth_plain(struct smtp_session *s, const char *b64, size_t len)
     size_t zl = strnlen(authz, (size_t)n);
     if (zl + 1 >= (size_t)n) {
         s->state = ST_CMD;
-        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        line_reader_init(&s->lr, session_cmd_max(s));
         explicit_bzero(buf, sizeof(buf));
         session_error(s, 501, "5.5.2", "Malformed AUTH PLAIN response");
         return;
@@ -639,7 +646,7 @@ static void auth_plain(struct smtp_session *s, const char *b64, size_t len)
     if (zl + 1 + ul + 1 > (size_t)n || ul == 0 || (zl && strcmp(authz, user) != 0) ||
         strlen(pass) != (size_t)n - zl - ul - 2) {
         s->state = ST_CMD;
-        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        line_reader_init(&s->lr, session_cmd_max(s));
         explicit_bzero(buf, sizeof(buf));
         session_error(s, 535, "5.7.8", "Authentication credentials invalid");
         return;
@@ -695,7 +702,7 @@ static void cmd_auth(struct smtp_session *s, const struct smtp_command *c)
             unsigned char u[256];
             long n = base64_decode(init, il, u, sizeof(u));
             if (n <= 0 || strlen((char *)u) != (size_t)n) {
-                line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+                line_reader_init(&s->lr, session_cmd_max(s));
                 session_error(s, 501, "5.5.2", "Cannot decode AUTH response");
                 return;
             }
@@ -713,7 +720,7 @@ static void session_auth_line(struct smtp_session *s, const char *line, size_t l
 {
     if (len == 1 && line[0] == '*') {
         s->state = ST_CMD;
-        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        line_reader_init(&s->lr, session_cmd_max(s));
         explicit_bzero(s->login_user, sizeof(s->login_user));
         session_error(s, 501, "5.0.0", "Authentication cancelled");
         return;
@@ -727,7 +734,7 @@ static void session_auth_line(struct smtp_session *s, const char *line, size_t l
     if (n < 0 || strlen((char *)buf) != (size_t)n ||
         (s->state == ST_AUTH_LOGIN_USER && (n == 0 || (size_t)n >= sizeof(s->login_user)))) {
         s->state = ST_CMD;
-        line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+        line_reader_init(&s->lr, session_cmd_max(s));
         explicit_bzero(buf, sizeof(buf));
         session_error(s, 501, "5.5.2", "Cannot decode AUTH response");
         return;
@@ -851,7 +858,7 @@ static void session_process(struct smtp_session *s)
             evbuffer_drain(in, consumed);
             if (s->state != ST_CMD) {
                 s->state = ST_CMD;
-                line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+                line_reader_init(&s->lr, session_cmd_max(s));
                 s->lr.skipping = 1;
             }
             session_error(s, 500, "5.5.2", "Error: line too long");
@@ -1085,7 +1092,7 @@ static void session_start_tls(struct smtp_session *s)
     s->in = NULL;
     s->state = ST_CMD;
     s->paused = false;
-    line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+    line_reader_init(&s->lr, session_cmd_max(s));
     if (session_tls_setup(s) < 0) {
         log_warn("session %llu: cannot set up TLS", (unsigned long long)s->id);
         s->dead = true;
@@ -1124,7 +1131,7 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *
     if (!s->out)
         fatal("out of memory");
     netaddr_format(peer, s->peer, sizeof(s->peer));
-    line_reader_init(&s->lr, SMTP_CMD_LINE_MAX);
+    line_reader_init(&s->lr, session_cmd_max(s));
     if (implicit_tls && srv->conf.tls) {
         if (session_tls_setup(s) < 0) {
             close(fd);
@@ -1261,6 +1268,16 @@ unsigned long smtp_session_index(const struct smtp_session *s)
 const struct smtp_txn *smtp_session_txn(const struct smtp_session *s)
 {
     return s->txn;
+}
+
+void smtp_session_set_data(struct smtp_session *s, void *data)
+{
+    s->data = data;
+}
+
+void *smtp_session_data(const struct smtp_session *s)
+{
+    return s->data;
 }
 
 struct smtp_server *smtp_session_server(const struct smtp_session *s)

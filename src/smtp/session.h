@@ -109,6 +109,10 @@ bool smtp_session_tls(const struct smtp_session *s);
 unsigned long smtp_session_index(const struct smtp_session *s); /* 1-based connection count */
 const struct smtp_txn *smtp_session_txn(const struct smtp_session *s);
 struct smtp_server *smtp_session_server(const struct smtp_session *s);
+/* One pointer of the program's own per session, NULL at first (e.g. the
+ * configuration the session started with); on_close releases what it holds. */
+void smtp_session_set_data(struct smtp_session *s, void *data);
+void *smtp_session_data(const struct smtp_session *s);
 
 /* Answer a SMTP_V_PENDING verdict.  Looks the session up by id: a session that
  * went away meanwhile is ignored (returns -1). */

@@ -29,9 +29,8 @@ import subprocess
 import tempfile
 import time
 
-from ternlib import IO_TIMEOUT, TERN, Daemon
-
-SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
+# SANITIZER_RE, temp_dir and wait_until are imported by tests from here too
+from ternlib import IO_TIMEOUT, SANITIZER_RE, TERN, Daemon, temp_dir, wait_until, write_file  # noqa: F401
 
 HOSTNAME = "mx.example.test"
 
@@ -82,8 +81,7 @@ class ServeEnv:
         a value of None removes the key.  cleanup: how to register clean-ups
         (default test.addCleanup)."""
         self._cleanup = cleanup or test.addCleanup
-        self.dir = tempfile.mkdtemp(prefix="tern-serve-")
-        self._cleanup(shutil.rmtree, self.dir, True)
+        self.dir = temp_dir(self._cleanup, "tern-serve-")
         self.conf_path = os.path.join(self.dir, "tern.conf")
         self.data_dir = os.path.join(self.dir, "data")
         self.queue_dir = os.path.join(self.data_dir, "queue")
@@ -124,22 +122,16 @@ class ServeEnv:
 
     def write_aliases(self, domain, text):
         self.add_domain(domain)
-        with open(os.path.join(self.data_dir, "domains", domain, "aliases"), "w") as f:
-            f.write(text)
+        write_file(os.path.join(self.data_dir, "domains", domain, "aliases"), text)
 
     def write_script(self, name, text):
         """An executable file in the folder; returns its absolute path."""
-        p = self.path(name)
-        with open(p, "w") as f:
-            f.write(text)
-        os.chmod(p, 0o755)
-        return p
+        return write_file(self.path(name), text, 0o755)
 
     # -- mailboxes ----------------------------------------------------------------
 
     def maildir_path(self, address):
-        user, _, domain = address.partition("@")
-        return os.path.join(self.data_dir, "mail", domain, user, "Maildir")
+        return maildir_path(self.data_dir, address)
 
     def maildir(self, address):
         """The messages of a local user's Maildir (new/ and cur/), oldest first; [] if none."""
@@ -170,8 +162,7 @@ class ServeEnv:
     # -- the queue on disk --------------------------------------------------------
 
     def queue_files(self, sub="queue"):
-        d = os.path.join(self.queue_dir, sub)
-        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+        return queue_files(self.data_dir, sub)
 
     # -- the server ---------------------------------------------------------------
 
@@ -182,13 +173,14 @@ class ServeEnv:
 
 
 class Serve(Daemon):
-    """A running `tern serve` process and what its start-up log said."""
+    """A running `tern serve` process and what its start-up log said (log_path: a copy of
+    the log in that file)."""
 
     name = "serve"
     kinds = ("smtp", "submission", "submissions")
 
-    def __init__(self, conf_path):
-        super().__init__([TERN, "serve", "--config", conf_path])
+    def __init__(self, conf_path, log_path=None):
+        super().__init__([TERN, "serve", "--config", conf_path], log_path=log_path)
         m = re.search(r"serve info: ready: .* data_dir=(\S+)", self.log)
         self.data_dir = m.group(1) if m else None
 
@@ -212,14 +204,18 @@ def unreachable_remote(cleanup, domains=("remote.test",)):
     return {"routes": " ".join("%s=[127.0.0.1]:%d" % (d, port) for d in domains), "tls": "none"}
 
 
-def wait_until(pred, timeout=IO_TIMEOUT, step=0.05):
-    """Poll pred() until it is true or the deadline passes; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
+def maildir_path(data_dir, address):
+    """The Maildir of a local user (user@domain) under data_dir."""
+    user, _, domain = address.partition("@")
+    return os.path.join(data_dir, "mail", domain, user, "Maildir")
+
+
+def queue_files(data_dir, sub="queue"):
+    """The sorted names in data_dir/queue/sub ([] if it is not there)."""
+    try:
+        return sorted(os.listdir(os.path.join(data_dir, "queue", sub)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def queued_id(reply):

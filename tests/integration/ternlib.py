@@ -18,11 +18,14 @@ Environment: TERN is the tern binary (default /work/main/build/tern).
 import http.client
 import json
 import os
+import random
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -34,7 +37,58 @@ START_TIMEOUT = 30.0
 IO_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 
-_SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
+SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
+
+# ---- a command in front of tern (valgrind) ---------------------------------------
+# TERN_WRAPPER="valgrind --error-exitcode=99 -q ..." is put in front of every tern a
+# test starts (any subprocess whose argv[0] is TERN: daemons and commands alike), and
+# TERN_SLOW=N multiplies the waits above.  A wrapped tern that exits 99 fails the test
+# program at exit even where its test did not look at the exit status, and a report
+# in a daemon's log fails its check_clean_exit (valgrind -q prints nothing else).
+TERN_WRAPPER = os.environ.get("TERN_WRAPPER", "").split()
+WRAPPER_ERROR_EXIT = 99
+_slow = float(os.environ.get("TERN_SLOW") or 1)
+START_TIMEOUT *= _slow
+IO_TIMEOUT *= _slow
+STOP_TIMEOUT *= _slow
+if TERN_WRAPPER:
+    import atexit
+    import sys
+
+    SANITIZER_RE = re.compile(SANITIZER_RE.pattern + r"|^==\d+== (?!Warning)\S", re.M)
+    _wrapper_errors = []
+
+    class _WrappedPopen(subprocess.Popen):
+        _tern_wrapped = _tern_noted = False
+
+        def __init__(self, args, *rest, **kw):
+            if isinstance(args, (list, tuple)) and args and args[0] == TERN:
+                args, self._tern_wrapped = TERN_WRAPPER + list(args), True
+            super().__init__(args, *rest, **kw)
+
+        def _note(self, rc):
+            if rc == WRAPPER_ERROR_EXIT and self._tern_wrapped and not self._tern_noted:
+                self._tern_noted = True
+                _wrapper_errors.append(self.args)
+            return rc
+
+        def poll(self):
+            return self._note(super().poll())
+
+        def wait(self, timeout=None):
+            return self._note(super().wait(timeout))
+
+    subprocess.Popen = _WrappedPopen
+
+    @atexit.register
+    def _fail_on_wrapper_errors():
+        if _wrapper_errors:
+            sys.stdout.flush()
+            for argv in _wrapper_errors:
+                sys.stderr.write("TERN_WRAPPER: exit %d (valgrind found errors): %s\n"
+                                 % (WRAPPER_ERROR_EXIT, " ".join(map(str, argv))))
+            sys.stderr.flush()
+            os._exit(1)
 
 
 def split_hostport(addr):
@@ -54,21 +108,99 @@ def have_ipv6_loopback():
         return False
 
 
+def _bind_port(host, port):
+    """The TCP port that binding (host, port) gives, or None if it is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return None
+        return s.getsockname()[1]
+
+
+def free_port(*hosts, below_ephemeral=False):
+    """A TCP port that is free on every one of `hosts` (default 127.0.0.1) right now: for
+    programs that need a number in their configuration.  below_ephemeral: tried first in
+    10000 .. the start of the ephemeral range, so that a client's source port can never be it
+    (a server restarted on it while clients reconnect could meet a TCP self-connect)."""
+    hosts = hosts or ("127.0.0.1",)
+    candidates = []
+    if below_ephemeral:
+        try:
+            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+                low = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            low = 0
+        if low > 11000:
+            candidates = [random.randrange(10000, low) for _ in range(50)]
+    for port in candidates + [0] * 50:
+        port = _bind_port(hosts[0], port)
+        if port is not None and all(_bind_port(h, port) == port for h in hosts[1:]):
+            return port
+    raise RuntimeError("no port free on all of %r" % (hosts,))
+
+
+def temp_dir(cleanup, prefix="tern-"):
+    """A new temporary folder, removed by `cleanup` (e.g. test.addCleanup) unless TERN_KEEP
+    is set in the environment (then it is kept for a look after the run)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    if not os.environ.get("TERN_KEEP"):
+        cleanup(shutil.rmtree, d, True)
+    return d
+
+
+def temp_file(cleanup, name, data, mode=None):
+    """A file `name` holding data (str or bytes) in a new temp_dir(cleanup); its path."""
+    return write_file(os.path.join(temp_dir(cleanup), name), data, mode)
+
+
+def wait_until(pred, timeout=IO_TIMEOUT, step=0.05):
+    """Poll pred() until it is true or the deadline passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+def write_file(path, data, mode=None):
+    """Write data (str or bytes) to path, then chmod it to mode if given; returns path."""
+    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    if mode is not None:
+        os.chmod(path, mode)
+    return path
+
+
+def unverified_context():
+    """A TLS client context that accepts any certificate (the test servers' are self-signed)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class Daemon:
     """A tern process started for a test: its log (read by a thread, waited on with
-    deadlines), its listeners (from the "KIND listening on ADDR" lines), and a stop by
-    PID that fails the test on a bad exit or a sanitizer report.  Sink and Serve
-    (servelib) add what is particular to each command."""
+    deadlines; also copied to log_path if given), its listeners (from the "KIND listening
+    on ADDR" lines), and a stop by PID that fails the test on a bad exit or a sanitizer
+    report (only the latter after a kill -9 by kill()).  Sink and Serve (servelib) add what
+    is particular to each command."""
 
     name = "tern"
     kinds = ()
 
-    def __init__(self, argv):
+    def __init__(self, argv, log_path=None):
         self.argv = argv
         self._lines = []
+        self._size = 0
         self._cond = threading.Condition()
         self._eof = False
         self._checked = False
+        self.killed = False
+        self._log_file = open(log_path, "wb") if log_path else None
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
@@ -87,9 +219,15 @@ class Daemon:
 
     def _read(self):
         for raw in iter(self.proc.stdout.readline, b""):
+            if self._log_file:
+                self._log_file.write(raw)
+                self._log_file.flush()
             with self._cond:
                 self._lines.append(raw.decode("utf-8", "replace"))
+                self._size += len(raw)
                 self._cond.notify_all()
+        if self._log_file:
+            self._log_file.close()
         with self._cond:
             self._eof = True
             self._cond.notify_all()
@@ -98,6 +236,11 @@ class Daemon:
     def log(self):
         with self._cond:
             return "".join(self._lines)
+
+    def log_size(self):
+        """Octets logged so far (it grows while the process is busy)."""
+        with self._cond:
+            return self._size
 
     def wait_log(self, pattern, timeout=IO_TIMEOUT, count=1):
         """Wait until `pattern` (a regex, multi-line mode) matches `count` times in the
@@ -138,18 +281,29 @@ class Daemon:
                 os.kill(self.pid, signal.SIGKILL)
                 self.proc.wait(STOP_TIMEOUT)
         self._reader.join(STOP_TIMEOUT)
+        if not self._reader.is_alive():
+            self.proc.stdout.close()
         self.returncode = self.proc.returncode
         return self.returncode
 
+    def kill(self):
+        """SIGKILL (by PID) and reap: a crash on purpose, so that check_clean_exit() then
+        only looks for sanitizer reports. Returns the exit code."""
+        self.killed = True
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+        return self.stop()
+
     def check_clean_exit(self):
-        """Stop, and raise if the exit was not clean or a sanitizer spoke (once)."""
+        """Stop, and raise if the exit was not clean (unless killed on purpose) or a
+        sanitizer spoke (once)."""
         rc = self.stop()
         if self._checked:
             return
         self._checked = True
         self.proc.stdout.close()
         log = self.log
-        if rc != 0 or _SANITIZER_RE.search(log):
+        if (rc != 0 and not self.killed) or SANITIZER_RE.search(log):
             raise AssertionError("tern %s exited with %s\n--- log tail ---\n%s"
                                  % (self.name, rc, log[-8000:]))
 
@@ -319,12 +473,9 @@ class Dialogue:
         self.sock.settimeout(t)
 
     def starttls_wrap(self):
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
         if self.buf:
             raise AssertionError("data pending before TLS: %r" % self.buf)
-        self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+        self.sock = unverified_context().wrap_socket(self.sock, server_hostname="localhost")
 
     def send(self, data):
         if isinstance(data, str):
@@ -372,6 +523,18 @@ class Dialogue:
         """Send one command line (CRLF added) and read its reply, checked if code is given."""
         self.send(line.encode() + b"\r\n" if isinstance(line, str) else line + b"\r\n")
         return self.reply() if code is None else self.expect(code, enh)
+
+    def transaction(self, mail_from, rcpts, data):
+        """MAIL, RCPT (each must get 250), DATA and the message (dot-stuffed, CRLF added if
+        missing); the end-of-data reply."""
+        self.cmd("MAIL FROM:<%s>" % mail_from, 250)
+        for r in rcpts:
+            self.cmd("RCPT TO:<%s>" % r, 250)
+        self.cmd("DATA", 354)
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        self.send(dot_stuff(data) + b".\r\n")
+        return self.reply()
 
     def is_closed(self, timeout=IO_TIMEOUT):
         """True if the peer closes the connection (EOF or reset) with nothing more to read."""
@@ -432,14 +595,7 @@ def send_raw(port, mail_from, rcpts, data, ehlo="client.test", host="127.0.0.1")
     with Dialogue(port, host=host) as d:
         d.expect(220)
         d.cmd("EHLO " + ehlo, 250)
-        d.cmd("MAIL FROM:<%s>" % mail_from, 250)
-        for r in rcpts:
-            d.cmd("RCPT TO:<%s>" % r, 250)
-        d.cmd("DATA", 354)
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
-        d.send(dot_stuff(data) + b".\r\n")
-        r = d.reply()
+        r = d.transaction(mail_from, rcpts, data)
         d.cmd("QUIT", 221)
         return r
 

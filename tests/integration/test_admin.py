@@ -8,21 +8,16 @@ Standard library only.
 """
 
 import os
-import re
 import stat
 import subprocess
-import tempfile
 import unittest
 
-TERN = os.environ.get("TERN", "/work/main/build/tern")
-SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
+from ternlib import SANITIZER_RE, TERN, temp_dir
 
 
 class AdminCase(unittest.TestCase):
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(self.tmp.cleanup)
-        self.dir = self.tmp.name
+        self.dir = temp_dir(self.addCleanup, "tern-admin-")
         self.data = os.path.join(self.dir, "data")
         self.conf = os.path.join(self.dir, "tern.conf")
         self.write(self.conf,
@@ -43,7 +38,7 @@ class AdminCase(unittest.TestCase):
             e.update(env)
         p = subprocess.run([TERN] + list(args), input=input, capture_output=True, text=True,
                            timeout=60, env=e)
-        self.assertIsNone(SANITIZER.search(p.stderr), p.stderr)
+        self.assertIsNone(SANITIZER_RE.search(p.stderr), p.stderr)
         return p
 
     def add_user(self, address, password):

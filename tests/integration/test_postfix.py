@@ -25,14 +25,13 @@ import shutil
 import signal
 import smtplib
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
 import unittest
 
 from servelib import ServeEnv, cert_paths, wait_until
-from ternlib import IO_TIMEOUT
+from ternlib import IO_TIMEOUT, free_port, unverified_context
 
 POSTFIX = "/usr/sbin/postfix"
 POSTMAP = "/usr/sbin/postmap"
@@ -43,20 +42,6 @@ TERN_ADDR = "127.0.0.6"  # tern listens here
 
 ALICE_PW = "alice-pw"
 DELIVERY_TIMEOUT = 60.0  # Postfix's queue manager, two servers, maybe ASan: generous
-
-
-def free_port(addr):
-    """A port that is free on `addr` right now (Postfix needs a number in master.cf)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
-
-
-def unverified_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def parse(raw):
@@ -300,7 +285,7 @@ class PostfixInterop(unittest.TestCase):
         if why:
             raise unittest.SkipTest(why)
         cert, key = cert_paths()
-        cls.pf_port = free_port(PF_ADDR)
+        cls.pf_port = free_port(PF_ADDR)  # Postfix needs a number in master.cf
         cls.env = ServeEnv(
             cleanup=cls.addClassCleanup,
             server={"hostname": "mx.t.test"},

@@ -34,7 +34,6 @@ import shutil
 import signal
 import smtplib
 import socket
-import ssl
 import struct
 import subprocess
 import sys
@@ -43,7 +42,8 @@ import time
 import unittest
 
 from servelib import SANITIZER_RE, ServeEnv, wait_until
-from ternlib import IO_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, api_json, http_put, message, start_sink
+from ternlib import (IO_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, api_json, free_port, http_put, message,
+                     start_sink, unverified_context)
 
 PASSWORD = "remote-test-pw"
 DELIVERY_TIMEOUT = 60.0  # waits for mail to arrive (ASan build, two cores)
@@ -66,26 +66,6 @@ _dns = None  # the module's Dnsmasq
 
 
 # ---- small helpers ---------------------------------------------------------------------
-
-
-def free_tcp_port(*hosts):
-    """A TCP port that is free on every one of `hosts` right now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((hosts[0], 0))
-            port = s.getsockname()[1]
-        ok = True
-        for h in hosts:
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((h, port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return port
-    raise RuntimeError("no port free on all of %r" % (hosts,))
 
 
 def dns_query(port, name, qtype, timeout=2.0):
@@ -125,7 +105,7 @@ class Dnsmasq:
         self.proc = None
         last = ""
         for _ in range(5):  # the free port may be taken meanwhile: try another
-            self.port = free_tcp_port("127.0.0.1")
+            self.port = free_port("127.0.0.1")
             self.log_path = os.path.join(self.dir, "dnsmasq-%d.log" % self.port)
             argv = ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--port=%d" % self.port,
                     "--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file=",
@@ -191,13 +171,6 @@ class ClassScope:
 
     def __init__(self, cls):
         self.addCleanup = cls.addClassCleanup
-
-
-def unverified_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def submit(srv, user, mails, password=PASSWORD):
@@ -305,7 +278,7 @@ class ExchangeTest(RemoteCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.port = free_tcp_port("127.0.0.2", "127.0.0.3")
+        cls.port = free_port("127.0.0.2", "127.0.0.3")
         cls.envs, cls.srvs = {}, {}
         for dom, ip in (("a", "127.0.0.2"), ("b", "127.0.0.3")):
             env = ServeEnv(cleanup=cls.addClassCleanup,
@@ -453,7 +426,7 @@ class FailureTest(RemoteCase):
     def setUpClass(cls):
         cls.sink550 = start_sink(ClassScope(cls), "--fail", "RCPT:550:100")
         cls.sink451 = start_sink(ClassScope(cls), "--fail", "RCPT:451:100")
-        dead = free_tcp_port("127.0.0.1")  # nothing listens there
+        dead = free_port("127.0.0.1")  # nothing listens there
         routes = "perm.test=[127.0.0.1]:%d temp.test=[127.0.0.1]:%d dead.test=[127.0.0.1]:%d" % (
             cls.sink550.smtp_port, cls.sink451.smtp_port, dead)
         cls.env = ServeEnv(cleanup=cls.addClassCleanup, server={"hostname": "mx.f.test"},
@@ -594,6 +567,132 @@ class KillTest(RemoteCase):
         self.assertEqual(env.maildir(sender), [])
         sys.stderr.write("\n[test_remote] kill -9 with %d of %d slow.test transactions in flight; "
                          "%d duplicate deliveries\n" % (len(stored), N_KILL_MESSAGES, dup))
+
+
+# ---- DSN parameters and bounces to other servers ---------------------------------------
+
+
+class RecordingServer:
+    """A minimal ESMTP next hop on loopback that offers DSN and records every command
+    line it gets (the test reads MAIL and RCPT parameters from it)."""
+
+    def __init__(self, cleanup):
+        import socketserver
+        import threading
+        self.lines = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.wfile.write(b"220 rec.test ESMTP\r\n")
+                while True:
+                    line = self.rfile.readline(2000)
+                    if not line:
+                        return
+                    cmd = line.decode("utf-8", "replace").rstrip("\r\n")
+                    with outer.lock:
+                        outer.lines.append(cmd)
+                    verb = cmd.split(" ", 1)[0].upper()
+                    if verb in ("EHLO", "HELO"):
+                        self.wfile.write(b"250-rec.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 DSN\r\n")
+                    elif verb == "DATA":
+                        self.wfile.write(b"354 go on\r\n")
+                        while self.rfile.readline(2000) not in (b".\r\n", b""):
+                            pass
+                        self.wfile.write(b"250 2.0.0 kept\r\n")
+                    elif verb == "QUIT":
+                        self.wfile.write(b"221 2.0.0 bye\r\n")
+                        return
+                    else:
+                        self.wfile.write(b"250 2.0.0 ok\r\n")
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        cleanup(self.close)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def commands(self, verb):
+        with self.lock:
+            return [x for x in self.lines if x.upper().startswith(verb)]
+
+
+class DsnTest(RemoteCase):
+    """d.test relays rec.test to a recording next hop that offers DSN."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rec = RecordingServer(cls.addClassCleanup)
+        cls.env = ServeEnv(cleanup=cls.addClassCleanup, server={"hostname": "mx.d.test"},
+                           queue={"retry": "1s", "give_up": "60s"},
+                           remote=remote_conf(routes="rec.test=[127.0.0.1]:%d" % cls.rec.port))
+        cls.env.add_user("alice@d.test", PASSWORD)
+        cls.env.add_user("bob@d.test", PASSWORD)
+        cls.env.write_aliases("d.test", "fwd: x@rec.test\n")
+        cls.srv = cls.env.start()
+
+    def wait_rcpt(self, addr):
+        self.assertTrue(wait_until(lambda: [x for x in self.rec.commands("RCPT")
+                                            if "<%s>" % addr in x], DELIVERY_TIMEOUT, 0.1),
+                        self.srv.log[-3000:])
+        return [x for x in self.rec.commands("RCPT") if "<%s>" % addr in x]
+
+    def test_null_sender_relayed(self):
+        """A bounce (MAIL FROM:<>) for a forwarded address leaves for the next hop: the
+        shipped -O2 build once refused it locally (uninitialised sender address)."""
+        host, port = self.srv.listeners["smtp"][0]
+        with smtplib.SMTP(host, port, local_hostname="client.test", timeout=IO_TIMEOUT) as s:
+            self.assertEqual(s.sendmail("<>", ["fwd@d.test"], message("bounce", "", "fwd@d.test")), {})
+        rcpt = self.wait_rcpt("x@rec.test")
+        self.assertIn("ORCPT=rfc822;fwd@d.test", rcpt[0])
+        self.assertIn("MAIL FROM:<>", self.rec.commands("MAIL"))
+        self.assertTrue(wait_until(lambda: queue_empty(self.env), IO_TIMEOUT, 0.1))
+        self.assertNotRegex(self.srv.log, r"to=<x@rec\.test> via=smtp.* failed")
+
+    def test_dsn_parameters_passed_on(self):
+        """NOTIFY, ORCPT, ENVID and RET go on to a next hop that offers DSN (RFC 3461 4.1);
+        the next hop then answers for NOTIFY=SUCCESS, so tern sends no report itself."""
+        host, port = self.srv.listeners["submission"][0]
+        with smtplib.SMTP(host, port, local_hostname="client.test", timeout=IO_TIMEOUT) as s:
+            s.starttls(context=unverified_context())
+            s.ehlo("client.test")
+            s.login("alice@d.test", PASSWORD)
+            self.assertEqual(s.sendmail("alice@d.test", ["y@rec.test"],
+                                        message("params", "alice@d.test", "y@rec.test"),
+                                        mail_options=["RET=HDRS", "ENVID=env+2Bid"],
+                                        rcpt_options=["NOTIFY=SUCCESS,FAILURE",
+                                                      "ORCPT=rfc822;Y@rec.test"]), {})
+        rcpt = self.wait_rcpt("y@rec.test")[0]
+        self.assertRegex(rcpt, r"NOTIFY=SUCCESS,FAILURE\b")
+        self.assertIn("ORCPT=rfc822;Y@rec.test", rcpt)
+        mail = [x for x in self.rec.commands("MAIL") if "<alice@d.test>" in x][0]
+        self.assertIn("RET=HDRS", mail)
+        self.assertIn("ENVID=env+2Bid", mail)
+        self.assertTrue(wait_until(lambda: queue_empty(self.env), IO_TIMEOUT, 0.1))
+        self.assertTrue(self.srv.wait_log(r"to=<y@rec\.test> via=smtp.* delivered"))
+        self.assertEqual(dsns(self.env, "alice@d.test", "params"), [])
+
+    def test_notify_success_local(self):
+        """NOTIFY=SUCCESS for a local mailbox: a "delivered" report to the sender."""
+        host, port = self.srv.listeners["smtp"][0]
+        with smtplib.SMTP(host, port, local_hostname="client.test", timeout=IO_TIMEOUT) as s:
+            s.ehlo("client.test")
+            self.assertEqual(s.sendmail("alice@d.test", ["bob@d.test"],
+                                        message("hello bob", "alice@d.test", "bob@d.test"),
+                                        rcpt_options=["NOTIFY=SUCCESS"]), {})
+        d = self.wait_dsn(self.env, "alice@d.test", "hello bob")
+        blocks = list(d.iter_parts())[1].get_payload()
+        self.assertEqual(blocks[1]["Action"].strip(), "delivered")
+        self.assertEqual(blocks[1]["Status"].strip(), "2.0.0")
+        self.assertEqual(re.sub(r"\s+", "", blocks[1]["Final-Recipient"]), "rfc822;bob@d.test")
+        self.assertEqual(len(self.env.wait_maildir("bob@d.test", 1)), 1)
 
 
 if __name__ == "__main__":

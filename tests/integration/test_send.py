@@ -10,29 +10,19 @@ import csv
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-from ternlib import TERN, Sink, api_json, api_stats, http_get, http_put, start_sink
+from ternlib import TERN, Sink, api_json, api_stats, free_port, http_get, http_put, start_sink, temp_dir
 
 SEND_TIMEOUT = 240
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class SendCase(unittest.TestCase):
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(self.tmp.cleanup)
-        self.dir = self.tmp.name
+        self.dir = temp_dir(self.addCleanup, "tern-send-")
         self.template = os.path.join(self.dir, "notice.txt")
         with open(self.template, "w") as f:
             f.write("From: Notices <notices@example.org>\n"

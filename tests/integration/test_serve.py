@@ -66,18 +66,6 @@ def session(test, srv, kind="smtp", starttls=False, auth=None, ehlo="client.test
     return d
 
 
-def transaction(d, mail_from, rcpts, data):
-    """MAIL, RCPT (each must get 250), DATA; the end-of-data reply."""
-    d.cmd("MAIL FROM:<%s>" % mail_from, 250)
-    for r in rcpts:
-        d.cmd("RCPT TO:<%s>" % r, 250)
-    d.cmd("DATA", 354)
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    d.send(dot_stuff(data) + b".\r\n")
-    return d.reply()
-
-
 def lf(data):
     return data.replace(b"\r\n", b"\n")
 
@@ -314,8 +302,8 @@ class PolicyTest(ServeCase):
             with self.subTest(kind=kind):
                 d = session(self, self.srv, kind, starttls=starttls, auth="alice@example.test")
                 subject = "relay via " + kind
-                r = transaction(d, "alice@example.test", ["bob@remote.test", "bob@example.test"],
-                                message(subject=subject, frm="alice@example.test", to="bob@remote.test"))
+                r = d.transaction("alice@example.test", ["bob@remote.test", "bob@example.test"],
+                               message(subject=subject, frm="alice@example.test", to="bob@remote.test"))
                 self.assertEqual((r.code, r.enh), (250, "2.0.0"), r)
                 qid = queued_id(r)
                 d.cmd("QUIT", 221)
@@ -432,9 +420,9 @@ class PolicyTest(ServeCase):
             return hops.encode() + message(subject=subject, to="alice@example.test")
 
         d = session(self, self.srv)
-        r = transaction(d, "loop@remote.test", ["alice@example.test"], with_hops(31, "loop 31"))
+        r = d.transaction("loop@remote.test", ["alice@example.test"], with_hops(31, "loop 31"))
         self.assertEqual((r.code, r.enh), (554, "5.4.6"), r)
-        r = transaction(d, "loop@remote.test", ["alice@example.test"], with_hops(30, "loop 30"))
+        r = d.transaction("loop@remote.test", ["alice@example.test"], with_hops(30, "loop 30"))
         self.assertEqual(r.code, 250, r)
         m = self.wait_one(self.env, "alice@example.test", "loop 30")
         self.assertEqual(len(m.get_all("Received")), 31)
@@ -469,7 +457,7 @@ class AliasTest(ServeCase):
     def test_list_alias(self):
         d = session(self, self.srv)
         msg = message(subject="to the team", frm="boss@remote.test", to="team@example.test")
-        r = transaction(d, "boss@remote.test", ["team@example.test"], msg)
+        r = d.transaction("boss@remote.test", ["team@example.test"], msg)
         self.assertEqual(r.code, 250, r)
         for rcpt in ("alice@example.test", "bob@example.test"):
             m = self.wait_one(self.env, rcpt, "to the team")
@@ -478,8 +466,8 @@ class AliasTest(ServeCase):
     def test_nested_alias_delivers_once_each(self):
         d = session(self, self.srv)
         # nested expands to team (alice, bob) and carol; alice is also named directly
-        r = transaction(d, "boss@remote.test", ["nested@example.test", "alice@example.test"],
-                        message(subject="nested", to="nested@example.test"))
+        r = d.transaction("boss@remote.test", ["nested@example.test", "alice@example.test"],
+                       message(subject="nested", to="nested@example.test"))
         self.assertEqual(r.code, 250, r)
         qid = queued_id(r)
         for rcpt in ("alice@example.test", "bob@example.test", "carol@example.test"):
@@ -491,8 +479,8 @@ class AliasTest(ServeCase):
 
     def test_catch_all(self):
         d = session(self, self.srv)
-        r = transaction(d, "x@remote.test", ["Whoever.Else+x@catchall.test"],
-                        message(subject="caught", to="whoever@catchall.test"))
+        r = d.transaction("x@remote.test", ["Whoever.Else+x@catchall.test"],
+                       message(subject="caught", to="whoever@catchall.test"))
         self.assertEqual(r.code, 250, r)
         m = self.wait_one(self.env, "dave@example.test", "caught")
         self.assert_delivered(m, "dave@example.test", "x@remote.test", "caught")
@@ -504,7 +492,7 @@ class AliasTest(ServeCase):
         for rcpt in ("First.Last+news@example.test", "f.i.r.s.t.l.a.s.t@example.test", "firstlast+@example.test"):
             with self.subTest(rcpt=rcpt):
                 subject = "normalised " + rcpt
-                r = transaction(d, "x@remote.test", [rcpt], message(subject=subject, to=rcpt))
+                r = d.transaction("x@remote.test", [rcpt], message(subject=subject, to=rcpt))
                 self.assertEqual(r.code, 250, r)
                 m = self.wait_one(self.env, "firstlast@example.test", subject)
                 self.assert_delivered(m, "firstlast@example.test", "x@remote.test", subject, for_=rcpt)
@@ -539,7 +527,7 @@ class AliasTest(ServeCase):
     def test_failing_pipe_bounces_once(self):
         d = session(self, self.srv)
         msg = message(subject="doomed", frm="carol@example.test", to="broken@example.test", body="bye\r\n")
-        r = transaction(d, "carol@example.test", ["broken@example.test"], msg)
+        r = d.transaction("carol@example.test", ["broken@example.test"], msg)
         self.assertEqual(r.code, 250, r)
         qid = queued_id(r)
         found = self.srv.wait_log(r"id=%s: failure notice to <carol@example\.test> queued as (\S+)"
@@ -560,7 +548,7 @@ class AliasTest(ServeCase):
 
     def test_null_sender_failure_no_dsn(self):
         d = session(self, self.srv)
-        r = transaction(d, "", ["broken@example.test"], message(subject="bounce of a bounce"))
+        r = d.transaction("", ["broken@example.test"], message(subject="bounce of a bounce"))
         self.assertEqual(r.code, 250, r)
         qid = queued_id(r)
         self.assertTrue(self.srv.wait_log(r"id=%s to=<broken@example\.test> via=pipe failed" % re.escape(qid)))
@@ -629,7 +617,7 @@ class MdaTest(ServeCase):
     def send(self, sender, rcpt, subject, body="mda body\r\n"):
         d = session(self, self.srv)
         msg = message(subject=subject, frm=sender, to=rcpt, body=body)
-        r = transaction(d, sender, [rcpt], msg)
+        r = d.transaction(sender, [rcpt], msg)
         self.assertEqual(r.code, 250, r)
         d.cmd("QUIT", 221)
         return queued_id(r), msg
@@ -712,8 +700,8 @@ class GiveUpTest(ServeCase):
         srv = env.start()
         d = session(self, srv, "submission", starttls=True, auth="alice@example.test")
         t0 = time.monotonic()
-        r = transaction(d, "alice@example.test", ["far@remote.test", "bob@example.test"],
-                        message(subject="too far", frm="alice@example.test", to="far@remote.test"))
+        r = d.transaction("alice@example.test", ["far@remote.test", "bob@example.test"],
+                       message(subject="too far", frm="alice@example.test", to="far@remote.test"))
         self.assertEqual(r.code, 250, r)
         qid = queued_id(r)
         d.cmd("QUIT", 221)
@@ -739,7 +727,7 @@ class QueueLimitTest(ServeCase):
         srv = env.start()
         d = session(self, srv, "submission", starttls=True, auth="alice@example.test")
         for i in range(2):  # relayed mail stays queued (its next hop refuses connections)
-            r = transaction(d, "alice@example.test", ["far%d@remote.test" % i], message(subject="fill %d" % i))
+            r = d.transaction("alice@example.test", ["far%d@remote.test" % i], message(subject="fill %d" % i))
             self.assertEqual(r.code, 250, r)
         self.assertEqual(len(env.queue_files()), 4)
         d.cmd("MAIL FROM:<alice@example.test>", 452, "4.3.1")
@@ -880,7 +868,7 @@ class QueueRecoveryTest(ServeCase):
         srv = env.start()
         d = session(self, srv)
         msg = message(subject="across a restart", to="alice@example.test")
-        r = transaction(d, "x@remote.test", ["alice@example.test"], msg)
+        r = d.transaction("x@remote.test", ["alice@example.test"], msg)
         self.assertEqual(r.code, 250, r)
         qid = queued_id(r)
         d.cmd("QUIT", 221)
@@ -913,8 +901,15 @@ class SignalTest(ServeCase):
         env.add_user("newbie@example.test", "fresh-pw")
         d.cmd("RCPT TO:<newbie@example.test>", 550, "5.1.1")  # not before the reload
         srv.signal(signal.SIGHUP)
-        self.assertTrue(srv.wait_log(r"reloaded \S+: 1 local domains"), srv.log[-2000:])
-        d.cmd("RCPT TO:<newbie@example.test>", 250)  # the same session sees the new users
+        self.assertTrue(srv.wait_log(r"reloaded \S+ \(configuration 2\): 1 local domains"),
+                        srv.log[-2000:])
+        # a session keeps the configuration it started with (one snapshot per session);
+        # a new session sees the new users
+        d.cmd("RCPT TO:<newbie@example.test>", 550, "5.1.1")
+        d.cmd("QUIT", 221)
+        d = session(self, srv)
+        d.cmd("MAIL FROM:<x@remote.test>", 250)
+        d.cmd("RCPT TO:<newbie@example.test>", 250)
         d.cmd("DATA", 354)
         d.send(message(subject="welcome", to="newbie@example.test") + b".\r\n")
         d.expect(250)

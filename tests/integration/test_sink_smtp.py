@@ -8,21 +8,12 @@ import shutil
 import signal
 import smtplib
 import socket
-import ssl
-import tempfile
 import threading
 import time
 import unittest
 
 from ternlib import (Dialogue, api_count, api_json, api_stats, dot_stuff, have_ipv6_loopback,
-                     http_get, message, run, send_raw, start_sink)
-
-
-def unverified_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+                     http_get, message, run, send_raw, start_sink, temp_file, unverified_context)
 
 
 def raw_of(sink, mid="latest"):
@@ -98,11 +89,7 @@ class SmtplibTest(unittest.TestCase):
             self.assertEqual(m["subject"], "auth " + mech)
 
     def test_auth_file(self):
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        path = os.path.join(tmp.name, "users")
-        with open(path, "w") as f:
-            f.write("# users\nalice:s3cret\nbob:pa:ss\n")
+        path = temp_file(self.addCleanup, "users", "# users\nalice:s3cret\nbob:pa:ss\n")
         sink = start_sink(self, "--tls", "--auth-file", path)
         cases = [("PLAIN", "alice", "s3cret", 235), ("LOGIN", "alice", "s3cret", 235),
                  ("PLAIN", "bob", "pa:ss", 235), ("PLAIN", "alice", "wrong", 535),
@@ -126,11 +113,7 @@ class SmtplibTest(unittest.TestCase):
                 s.quit()
 
     def test_auth_dialogue_details(self):
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        path = os.path.join(tmp.name, "users")
-        with open(path, "w") as f:
-            f.write("alice:s3cret\n")
+        path = temp_file(self.addCleanup, "users", "alice:s3cret\n")
         sink = start_sink(self, "--auth-file", path, "--auth-insecure")
         b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
         with Dialogue(sink.smtp_port) as d:
@@ -157,11 +140,7 @@ class SmtplibTest(unittest.TestCase):
             d.cmd("AUTH PLAIN " + b64("alice\0alice\0s3cret"), 235)
 
     def test_failed_auth_bounded_by_max_errors(self):
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        path = os.path.join(tmp.name, "users")
-        with open(path, "w") as f:
-            f.write("alice:s3cret\n")
+        path = temp_file(self.addCleanup, "users", "alice:s3cret\n")
         sink = start_sink(self, "--auth-file", path, "--auth-insecure", "--max-errors", "3")
         with Dialogue(sink.smtp_port) as d:
             d.expect(220)
@@ -319,12 +298,8 @@ class SwaksTest(unittest.TestCase):
 class CurlTest(unittest.TestCase):
     def test_curl_upload(self):
         sink = start_sink(self)
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        path = os.path.join(tmp.name, "mail.eml")
         msg = message(subject="from curl", body="curl body\r\n.dot line\r\n")
-        with open(path, "wb") as f:
-            f.write(msg)
+        path = temp_file(self.addCleanup, "mail.eml", msg)
         p = run(["curl", "-sS", "--max-time", "30", "smtp://127.0.0.1:%d/curl.example" % sink.smtp_port,
                  "--mail-from", "c@example.com", "--mail-rcpt", "d@example.com",
                  "--mail-rcpt", "e@example.com", "-T", path])
@@ -336,11 +311,7 @@ class CurlTest(unittest.TestCase):
 
     def test_curl_smtps(self):
         sink = start_sink(self, smtps=("127.0.0.1:0",))
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        path = os.path.join(tmp.name, "mail.eml")
-        with open(path, "wb") as f:
-            f.write(message(subject="curl smtps"))
+        path = temp_file(self.addCleanup, "mail.eml", message(subject="curl smtps"))
         p = run(["curl", "-sS", "-k", "--max-time", "30", "smtps://127.0.0.1:%d" % sink.smtps_port,
                  "--mail-from", "c@example.com", "--mail-rcpt", "d@example.com", "-T", path])
         self.assertEqual(p.returncode, 0, p.stdout)
@@ -392,11 +363,7 @@ class MsmtpTest(unittest.TestCase):
         self.assertTrue(raw_of(sink).endswith(msg))  # msmtp may add a Date: header
 
     def test_msmtp_starttls_auth_file(self):
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        path = os.path.join(tmp.name, "users")
-        with open(path, "w") as f:
-            f.write("dave:hunter2\n")
+        path = temp_file(self.addCleanup, "users", "dave:hunter2\n")
         sink = start_sink(self, "--tls", "--auth-file", path)
         tls = ["--tls=on", "--tls-starttls=on", "--tls-certcheck=off", "--auth=plain", "--user=dave"]
         p = self.msmtp(sink.smtp_port, tls + ["--passwordeval=echo hunter2"], message(subject="ms tls"))
@@ -420,23 +387,25 @@ class ProtocolEdgeTest(unittest.TestCase):
         return d
 
     def test_long_command_line(self):
+        """512 octets (RFC 5321 4.5.3.1.4), plus 500 because the sink offers DSN (RFC 3461 5)."""
+        limit = 512 + 500
         sink = start_sink(self)
         d = self.session(sink)
-        d.cmd("NOOP " + "x" * 600, 500, "5.5.2")
+        d.cmd("NOOP " + "x" * 1100, 500, "5.5.2")
         d.cmd("MAIL FROM:<a@example.com>", 250)  # still in step
-        d.cmd("RCPT TO:<" + "y" * 520 + "@example.com>", 500, "5.5.2")
+        d.cmd("RCPT TO:<" + "y" * 1020 + "@example.com>", 500, "5.5.2")
         d.cmd("RCPT TO:<b@example.com>", 250)
-        # exactly 512 octets with CRLF is allowed
-        line = "NOOP " + "z" * (512 - 2 - 5)
-        self.assertEqual(len(line) + 2, 512)
+        # exactly the limit with CRLF is allowed
+        line = "NOOP " + "z" * (limit - 2 - 5)
+        self.assertEqual(len(line) + 2, limit)
         d.cmd(line, 250)
-        d.cmd("NOOP " + "z" * (512 - 2 - 4), 500, "5.5.2")
+        d.cmd("NOOP " + "z" * (limit - 2 - 4), 500, "5.5.2")
         d.cmd("QUIT", 221)
 
     def test_long_line_pipelined(self):
         sink = start_sink(self)
         d = self.session(sink)
-        d.send(b"NOOP " + b"x" * 5000 + b"\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<" + b"b" * 700
+        d.send(b"NOOP " + b"x" * 5000 + b"\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<" + b"b" * 1100
                + b"@example.com>\r\nRCPT TO:<c@example.com>\r\n")
         d.expect(500, "5.5.2")
         d.expect(250, "2.1.0")

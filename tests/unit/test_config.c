@@ -1,5 +1,5 @@
 /*
- * test_config.c - tern.conf parsing (server/config.c): defaults, every key,
+ * test_config.c - tern.conf parsing (conf/config.c): defaults, every key,
  * every kind of problem reported at its line, all of them collected, and
  * the file-level checks of conf_load().
  */
@@ -15,7 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/config.h"
+#include "../support/testutil.h"
+#include "conf/config.h"
 
 /* True if some error is exactly want. */
 static bool has_error(const struct conf_errors *e, const char *want)
@@ -287,12 +288,11 @@ static void test_nul_and_limits(void **state)
 static void test_load_files(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/tern-conf-XXXXXX", path[512], cert[512], text[1024];
+    char dir[64], path[512], cert[512], text[1024];
     struct conf c;
     struct conf_errors e = {0};
-    FILE *f;
 
-    assert_non_null(mkdtemp(dir));
+    assert_non_null(tu_tmpdir(dir, sizeof(dir), "tern-conf"));
     /* a missing file */
     snprintf(path, sizeof(path), "%s/none.conf", dir);
     assert_int_equal(conf_load(path, &c, &e), -1);
@@ -303,18 +303,12 @@ static void test_load_files(void **state)
     /* relative data_dir is relative to the file; unreadable TLS files are named at their line */
     snprintf(path, sizeof(path), "%s/tern.conf", dir);
     snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-    f = fopen(cert, "w");
-    assert_non_null(f);
-    fputs("x", f);
-    assert_int_equal(fclose(f), 0);
+    tu_write_file(cert, "x", 0666);
     snprintf(text, sizeof(text),
              "[server]\nhostname = mx.example.org\ndata_dir = data\n[tls]\ncert = %s\n"
              "key = %s/missing-key.pem\n",
              cert, dir);
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
+    tu_write_file(path, text, 0666);
     assert_int_equal(conf_load(path, &c, &e), -1);
     dump(&e);
     assert_int_equal(e.n, 1);

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/testutil.h"
 #include "deliver/dns.h"
 
 #ifndef DNSMASQ
@@ -248,8 +249,7 @@ static void dm_stop(void)
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/tern-dns-XXXXXX");
-    if (!mkdtemp(dir))
+    if (!tu_tmpdir(dir, sizeof(dir), "tern-dns"))
         return -1;
     silent_fd = udp_socket(&silent_port);
     sf_fd = udp_socket(&sf_port);
@@ -274,14 +274,12 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
     dm_stop();
     atomic_store(&sf_stop, 1);
     pthread_join(sf_thread, NULL);
     close(sf_fd);
     close(silent_fd);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmtree(dir) == 0 ? 0 : -1;
 }
 
 #define NEED_DNSMASQ()                                                                             \

@@ -183,7 +183,7 @@ static struct env_rcpt *add(struct envelope *env, const char *addr, enum env_rcp
     return r;
 }
 
-static const struct dsn_info failed_info = {HOST, DSN_FAILED, NOW, 0, 0, 0};
+static const struct dsn_info failed_info = {.hostname = HOST, .kind = DSN_FAILED, .now = NOW};
 
 /* ---- tests ------------------------------------------------------------------ */
 
@@ -363,7 +363,8 @@ static void test_delayed(void **state)
 {
     (void)state;
     struct envelope env;
-    struct dsn_info info = {HOST, DSN_DELAYED, NOW, NOW + 86400, 0, 0};
+    struct dsn_info info = {
+        .hostname = HOST, .kind = DSN_DELAYED, .now = NOW, .retry_until = NOW + 86400};
     base_env(&env);
     add(&env, "a@example.net", ENV_RCPT_PENDING, 0, "451 4.2.0 mailbox busy");
     struct env_rcpt *untried = envelope_add_rcpt(&env, "b@example.net", NULL, NULL);

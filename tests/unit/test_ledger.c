@@ -18,6 +18,7 @@
 
 #include <sqlite3.h>
 
+#include "../support/testutil.h"
 #include "send/ledger.h"
 
 struct fixture {
@@ -31,8 +32,7 @@ static int setup(void **state)
     struct fixture *fx = calloc(1, sizeof(*fx));
     if (fx == NULL)
         return -1;
-    strcpy(fx->dir, "/tmp/test_ledger_XXXXXX");
-    if (mkdtemp(fx->dir) == NULL)
+    if (tu_tmpdir(fx->dir, sizeof(fx->dir), "test_ledger") == NULL)
         return -1;
     snprintf(fx->db, sizeof(fx->db), "%s/ledger.db", fx->dir);
     snprintf(fx->report, sizeof(fx->report), "%s/report.csv", fx->dir);
@@ -43,24 +43,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    int rc = system(cmd);
+    int rc = tu_rmtree(fx->dir);
     free(fx);
     return rc == 0 ? 0 : -1;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    char *buf = calloc(1, 65536);
-    assert_non_null(buf);
-    size_t n = fread(buf, 1, 65535, f);
-    assert_false(ferror(f));
-    assert_int_equal(fclose(f), 0);
-    buf[n] = '\0';
-    return buf;
 }
 
 static int64_t attempts_of(const char *db, const char *rcpt)
@@ -162,7 +147,7 @@ static void test_report(void **state)
     assert_int_equal(ledger_put(l, "c", "t@x.org", "", LEDGER_TRANSIENT, "421"), 0);
     assert_int_equal(ledger_put(l, "other", "z@x.org", "", LEDGER_PERMANENT, "550"), 0);
     assert_int_equal(ledger_report(l, "c", fx->report, why, sizeof(why)), 0);
-    char *csv = slurp(fx->report);
+    char *csv = tu_slurp(fx->report, NULL);
     assert_string_equal(csv, "email,window,attempts,detail\r\n"
                              "a@x.org,604800,2,\"554 no\nsecond line\"\r\n"
                              "b@x.org,,1,\"550 5.1.1 \"\"b\"\" unknown, sorry\"\r\n");
@@ -170,7 +155,7 @@ static void test_report(void **state)
 
     /* nothing failed: just the header */
     assert_int_equal(ledger_report(l, "none", fx->report, why, sizeof(why)), 0);
-    csv = slurp(fx->report);
+    csv = tu_slurp(fx->report, NULL);
     assert_string_equal(csv, "email,window,attempts,detail\r\n");
     free(csv);
 
@@ -229,10 +214,7 @@ static void test_open_errors(void **state)
     assert_non_null(strstr(why, "ledger.db: sqlite: "));
     /* not a database */
     snprintf(path, sizeof(path), "%s/junk.db", fx->dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_true(fputs("this is not an SQLite database, not at all, no........\n", f) >= 0);
-    assert_int_equal(fclose(f), 0);
+    tu_write_file(path, "this is not an SQLite database, not at all, no........\n", 0666);
     assert_null(ledger_open(path, true, why, sizeof(why)));
     assert_non_null(strstr(why, "junk.db: sqlite: "));
 }

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../support/testutil.h"
 #include "deliver/maildir.h"
 
 struct fx {
@@ -32,8 +33,7 @@ static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    strcpy(f->root, "/tmp/tern-maildir-XXXXXX");
-    assert_non_null(mkdtemp(f->root));
+    assert_non_null(tu_tmpdir(f->root, sizeof(f->root), "tern-maildir"));
     snprintf(f->md, sizeof(f->md), "%s/Maildir", f->root);
     *state = f;
     return 0;
@@ -42,47 +42,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd), "chmod -R u+rwx '%s' && rm -rf '%s'", f->root, f->root);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tu_rmtree(f->root), 0);
     free(f);
     return 0;
-}
-
-/* Number of entries in dir (without . and ..); the last name into name. */
-static int count(const char *dir, char *name, size_t size)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        n++;
-        if (name)
-            snprintf(name, size, "%s", de->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
-    long n = ftell(fp);
-    assert_true(n >= 0);
-    rewind(fp);
-    char *p = malloc((size_t)n + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)n, fp), (size_t)n);
-    p[n] = '\0';
-    fclose(fp);
-    *len = (size_t)n;
-    return p;
 }
 
 static void sub(const struct fx *f, const char *s, char *out, size_t size)
@@ -93,7 +55,7 @@ static void sub(const struct fx *f, const char *s, char *out, size_t size)
 static void test_deliver(void **state)
 {
     struct fx *f = *state;
-    struct courier_error err;
+    struct rcpt_result err;
     const char *msg = "Subject: hi\r\nFrom: a@b\r\n\r\nline one\r\nbare\rCR stays\r\n";
     const char *prefix = "Return-Path: <a@b>\r\nDelivered-To: c@d\r\n";
     char dir[192], name[256], file[512];
@@ -101,7 +63,7 @@ static void test_deliver(void **state)
     size_t len;
 
     assert_int_equal(maildir_deliver(f->md, prefix, msg, strlen(msg), "mx.example.org", &err),
-                     COURIER_OK);
+                     RESULT_OK);
     assert_string_equal(err.status, "");
     for (const char *s = "tmp\0new\0cur\0"; *s; s += strlen(s) + 1) {
         sub(f, s, dir, sizeof(dir));
@@ -110,11 +72,11 @@ static void test_deliver(void **state)
         assert_int_equal(st.st_mode & 0777, 0700);
     }
     sub(f, "tmp", dir, sizeof(dir));
-    assert_int_equal(count(dir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(dir, NULL, 0), 0);
     sub(f, "cur", dir, sizeof(dir));
-    assert_int_equal(count(dir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(dir, NULL, 0), 0);
     sub(f, "new", dir, sizeof(dir));
-    assert_int_equal(count(dir, name, sizeof(name)), 1);
+    assert_int_equal(tu_count_entries(dir, name, sizeof(name)), 1);
     assert_non_null(strstr(name, ".mx.example.org"));
     assert_null(strchr(name, ':'));
     snprintf(file, sizeof(file), "%s/%s", dir, name);
@@ -122,7 +84,7 @@ static void test_deliver(void **state)
     assert_true(S_ISREG(st.st_mode));
     assert_int_equal(st.st_nlink, 1);
     assert_int_equal(st.st_mode & 0777, 0600);
-    char *got = slurp(file, &len);
+    char *got = tu_slurp(file, &len);
     assert_string_equal(got, "Return-Path: <a@b>\nDelivered-To: c@d\nSubject: hi\nFrom: a@b\n\n"
                              "line one\nbare\rCR stays\n");
     free(got);
@@ -131,7 +93,7 @@ static void test_deliver(void **state)
 static void test_big_and_empty(void **state)
 {
     struct fx *f = *state;
-    struct courier_error err;
+    struct rcpt_result err;
     size_t n = 3u << 20, len;
     char *msg = malloc(n), *want = malloc(n);
     char dir[192], name[256], file[512];
@@ -144,11 +106,11 @@ static void test_big_and_empty(void **state)
         if (msg[i] != '\r')
             want[w++] = msg[i];
     }
-    assert_int_equal(maildir_deliver(f->md, NULL, msg, n, "h", &err), COURIER_OK);
+    assert_int_equal(maildir_deliver(f->md, NULL, msg, n, "h", &err), RESULT_OK);
     sub(f, "new", dir, sizeof(dir));
-    assert_int_equal(count(dir, name, sizeof(name)), 1);
+    assert_int_equal(tu_count_entries(dir, name, sizeof(name)), 1);
     snprintf(file, sizeof(file), "%s/%s", dir, name);
-    char *got = slurp(file, &len);
+    char *got = tu_slurp(file, &len);
     assert_int_equal(len, w);
     assert_memory_equal(got, want, w);
     free(got);
@@ -157,11 +119,11 @@ static void test_big_and_empty(void **state)
     assert_int_equal(unlink(file), 0);
 
     /* an empty message is an empty file; a NULL err is allowed */
-    assert_int_equal(maildir_deliver(f->md, NULL, "", 0, NULL, NULL), COURIER_OK);
-    assert_int_equal(count(dir, name, sizeof(name)), 1);
+    assert_int_equal(maildir_deliver(f->md, NULL, "", 0, NULL, NULL), RESULT_OK);
+    assert_int_equal(tu_count_entries(dir, name, sizeof(name)), 1);
     assert_non_null(strstr(name, ".localhost"));
     snprintf(file, sizeof(file), "%s/%s", dir, name);
-    got = slurp(file, &len);
+    got = tu_slurp(file, &len);
     assert_int_equal(len, 0);
     free(got);
 }
@@ -169,49 +131,49 @@ static void test_big_and_empty(void **state)
 static void test_unique_names(void **state)
 {
     struct fx *f = *state;
-    struct courier_error err;
+    struct rcpt_result err;
     char dir[192], name[256];
 
     for (int i = 0; i < 50; i++)
-        assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "a/b:c", &err), COURIER_OK);
+        assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "a/b:c", &err), RESULT_OK);
     sub(f, "new", dir, sizeof(dir));
-    assert_int_equal(count(dir, name, sizeof(name)), 50);
+    assert_int_equal(tu_count_entries(dir, name, sizeof(name)), 50);
     /* '/' and ':' of the host name are escaped as the Maildir spec says */
     assert_non_null(strstr(name, ".a\\057b\\072c"));
     sub(f, "tmp", dir, sizeof(dir));
-    assert_int_equal(count(dir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(dir, NULL, 0), 0);
 }
 
 static void test_symlinked_maildir(void **state)
 {
     struct fx *f = *state;
-    struct courier_error err;
+    struct rcpt_result err;
     char real[128], dir[192], link2[192];
 
     snprintf(real, sizeof(real), "%s/real", f->root);
     assert_int_equal(mkdir(real, 0700), 0);
     assert_int_equal(symlink(real, f->md), 0);
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), COURIER_PERM);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_PERM);
     assert_string_equal(err.status, "5.2.0");
     assert_non_null(strstr(err.text, "symbolic link"));
     assert_null(strstr(err.text, f->root)); /* a permanent text names no path */
     /* a trailing slash does not make the link acceptable */
     snprintf(link2, sizeof(link2), "%s//", f->md);
-    assert_int_equal(maildir_deliver(link2, NULL, "x\r\n", 3, "h", &err), COURIER_PERM);
+    assert_int_equal(maildir_deliver(link2, NULL, "x\r\n", 3, "h", &err), RESULT_PERM);
     /* nothing was created behind the link */
-    assert_int_equal(count(real, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(real, NULL, 0), 0);
     /* a dangling link is refused the same way, and not created through */
     assert_int_equal(unlink(f->md), 0);
     snprintf(dir, sizeof(dir), "%s/nowhere", f->root);
     assert_int_equal(symlink(dir, f->md), 0);
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), COURIER_PERM);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_PERM);
     assert_int_equal(access(dir, F_OK), -1);
 }
 
 static void test_symlinked_sub(void **state)
 {
     struct fx *f = *state;
-    struct courier_error err;
+    struct rcpt_result err;
     char other[128], dir[192];
 
     snprintf(other, sizeof(other), "%s/elsewhere", f->root);
@@ -220,26 +182,26 @@ static void test_symlinked_sub(void **state)
     for (const char *s = "tmp\0new\0cur\0"; *s; s += strlen(s) + 1) {
         sub(f, s, dir, sizeof(dir));
         assert_int_equal(symlink(other, dir), 0);
-        assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), COURIER_PERM);
+        assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_PERM);
         assert_string_equal(err.status, "5.2.0");
         assert_non_null(strstr(err.text, s));
-        assert_int_equal(count(other, NULL, 0), 0);
+        assert_int_equal(tu_count_entries(other, NULL, 0), 0);
         assert_int_equal(unlink(dir), 0);
         assert_int_equal(mkdir(dir, 0700), 0);
     }
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), COURIER_OK);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_OK);
 }
 
 static void test_not_a_directory(void **state)
 {
     struct fx *f = *state;
-    struct courier_error err;
+    struct rcpt_result err;
     char dir[192];
 
     int fd = open(f->md, O_WRONLY | O_CREAT, 0600);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), COURIER_TEMP);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
     assert_string_equal(err.status, "4.3.5");
     assert_int_equal(unlink(f->md), 0);
     /* the same for new/ as a file */
@@ -248,22 +210,22 @@ static void test_not_a_directory(void **state)
     fd = open(dir, O_WRONLY | O_CREAT, 0600);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), COURIER_TEMP);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
     assert_non_null(strstr(err.text, "not a directory"));
 }
 
 static void test_missing_parent(void **state)
 {
     struct fx *f = *state;
-    struct courier_error err;
+    struct rcpt_result err;
     char path[192];
 
     snprintf(path, sizeof(path), "%s/no/such/Maildir", f->root);
-    assert_int_equal(maildir_deliver(path, NULL, "x\r\n", 3, "h", &err), COURIER_TEMP);
+    assert_int_equal(maildir_deliver(path, NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
     assert_string_equal(err.status, "4.3.5");
     assert_non_null(strstr(err.text, "parent directory is missing"));
-    assert_int_equal(maildir_deliver("", NULL, "x\r\n", 3, "h", &err), COURIER_TEMP);
-    assert_int_equal(maildir_deliver(NULL, NULL, "x\r\n", 3, "h", &err), COURIER_TEMP);
+    assert_int_equal(maildir_deliver("", NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
+    assert_int_equal(maildir_deliver(NULL, NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
 }
 
 /*
@@ -274,15 +236,15 @@ static void test_missing_parent(void **state)
 static void test_readonly_new(void **state)
 {
     struct fx *f = *state;
-    struct courier_error err;
+    struct rcpt_result err;
     char dir[192], cmd[300];
     const uid_t nobody = 65534;
 
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), COURIER_OK);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_OK);
     sub(f, "new", dir, sizeof(dir));
     assert_int_equal(chmod(dir, 0500), 0);
     if (geteuid() != 0) {
-        assert_int_equal(maildir_deliver(f->md, NULL, "y\r\n", 3, "h", &err), COURIER_TEMP);
+        assert_int_equal(maildir_deliver(f->md, NULL, "y\r\n", 3, "h", &err), RESULT_TEMP);
         assert_string_equal(err.status, "4.3.5");
         assert_non_null(strstr(err.text, "permission"));
     } else {
@@ -308,25 +270,25 @@ static void test_readonly_new(void **state)
         int st;
         assert_int_equal(waitpid(pid, &st, 0), pid);
         assert_true(WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), COURIER_TEMP);
+        assert_int_equal(WEXITSTATUS(st), RESULT_TEMP);
         assert_string_equal(err.status, "4.3.5");
         assert_non_null(strstr(err.text, "permission"));
     }
-    assert_int_equal(count(dir, NULL, 0), 1);
+    assert_int_equal(tu_count_entries(dir, NULL, 0), 1);
     sub(f, "tmp", dir, sizeof(dir));
-    assert_int_equal(count(dir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(dir, NULL, 0), 0);
 }
 
 static void test_clean_text(void **state)
 {
     (void)state;
     char out[16];
-    assert_int_equal(courier_clean(out, sizeof(out), "  a\r\n\tb\0c\x7f\xc3\xa9  ", 14), 8);
+    assert_int_equal(result_clean(out, sizeof(out), "  a\r\n\tb\0c\x7f\xc3\xa9  ", 14), 8);
     assert_string_equal(out, "a b c ??");
-    assert_int_equal(courier_clean(out, sizeof(out), "0123456789abcdefghij", 20), 15);
+    assert_int_equal(result_clean(out, sizeof(out), "0123456789abcdefghij", 20), 15);
     assert_string_equal(out, "0123456789ab...");
-    struct courier_error e;
-    assert_int_equal(courier_fail(&e, COURIER_PERM, "5.3.0", "x\ny%s", "\x01z"), COURIER_PERM);
+    struct rcpt_result e;
+    assert_int_equal(result_fail(&e, RESULT_PERM, "5.3.0", "x\ny%s", "\x01z"), RESULT_PERM);
     assert_string_equal(e.status, "5.3.0");
     assert_string_equal(e.text, "x y z");
 }

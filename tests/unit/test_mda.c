@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/testutil.h"
 #include "deliver/mda.h"
 #include "deliver/pipe.h"
 #include "deliver/run.h"
@@ -43,31 +44,13 @@ static int group_setup(void **state)
 {
     (void)state;
     signal(SIGPIPE, SIG_DFL); /* a SIGPIPE escaping run.c would kill the test */
-    strcpy(dir, "/tmp/tern-mda-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tu_tmpdir(dir, sizeof(dir), "tern-mda") ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    char *p = malloc(1 << 20);
-    assert_non_null(p);
-    size_t n = fread(p, 1, (1 << 20) - 1, fp);
-    p[n] = '\0';
-    fclose(fp);
-    if (len)
-        *len = n;
-    return p;
+    return tu_rmtree(dir) == 0 ? 0 : -1;
 }
 
 static int count_fds(void)
@@ -118,7 +101,7 @@ static void assert_no_children(void)
 static void test_stdin_bytes(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
     char cmd[256], out[128];
     size_t len;
 
@@ -126,17 +109,17 @@ static void test_stdin_bytes(void **state)
     snprintf(cmd, sizeof(cmd), "/bin/sh -c 'cat > \"$0\"' %s", out);
     assert_int_equal(
         mda_deliver(cmd, &vars, "Delivered-To: bob@example.com\r\n", msg, strlen(msg), 10, &err),
-        COURIER_OK);
+        RESULT_OK);
     assert_string_equal(err.status, "");
-    char *got = slurp(out, &len);
+    char *got = tu_slurp(out, &len);
     assert_non_null(got);
     assert_string_equal(got, "Delivered-To: bob@example.com\nSubject: test\nFrom: a@example.org\n"
                              "\nbody line\n");
     free(got);
     /* and through a pipe alias, with its '|' */
     snprintf(cmd, sizeof(cmd), "|  /bin/sh -c 'cat > \"$0\"' %s", out);
-    assert_int_equal(pipe_deliver(cmd, &vars, NULL, msg, strlen(msg), &err), COURIER_OK);
-    got = slurp(out, &len);
+    assert_int_equal(pipe_deliver(cmd, &vars, NULL, msg, strlen(msg), &err), RESULT_OK);
+    got = tu_slurp(out, &len);
     assert_string_equal(got, "Subject: test\nFrom: a@example.org\n\nbody line\n");
     free(got);
     assert_no_children();
@@ -145,75 +128,75 @@ static void test_stdin_bytes(void **state)
 static void test_exit_codes(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
 
     assert_int_equal(
         mda_deliver("/bin/sh -c 'cat >/dev/null; exit 0'", &vars, NULL, msg, strlen(msg), 10, &err),
-        COURIER_OK);
+        RESULT_OK);
     /* exit 75: transient for an MDA, permanent for a pipe */
     assert_int_equal(mda_deliver("/bin/sh -c 'exit 75'", &vars, NULL, msg, strlen(msg), 10, &err),
-                     COURIER_TEMP);
+                     RESULT_TEMP);
     assert_string_equal(err.status, "4.3.0");
     assert_non_null(strstr(err.text, "status 75"));
     assert_int_equal(pipe_deliver("/bin/sh -c 'exit 75'", &vars, NULL, msg, strlen(msg), &err),
-                     COURIER_PERM);
+                     RESULT_PERM);
     assert_string_equal(err.status, "5.3.0");
     /* exit 67: no such user */
     assert_int_equal(mda_deliver("/bin/sh -c 'exit 67'", &vars, NULL, msg, strlen(msg), 10, &err),
-                     COURIER_PERM);
+                     RESULT_PERM);
     assert_string_equal(err.status, "5.1.1");
     /* other exits are permanent, with the program's words */
     assert_int_equal(mda_deliver("/bin/sh -c 'echo \"mailbox is locked\" >&2; exit 1'", &vars, NULL,
                                  msg, strlen(msg), 10, &err),
-                     COURIER_PERM);
+                     RESULT_PERM);
     assert_string_equal(err.status, "5.3.0");
     assert_string_equal(err.text, "mda exited with status 1: mailbox is locked");
     assert_int_equal(
         pipe_deliver("/bin/sh -c 'echo oops; exit 2'", &vars, NULL, msg, strlen(msg), &err),
-        COURIER_PERM);
+        RESULT_PERM);
     assert_string_equal(err.text, "pipe command exited with status 2: oops");
     /* a signal is permanent */
     assert_int_equal(
         mda_deliver("/bin/sh -c 'kill -SEGV $$'", &vars, NULL, msg, strlen(msg), 10, &err),
-        COURIER_PERM);
+        RESULT_PERM);
     assert_non_null(strstr(err.text, "SIGSEGV"));
     /* a bare program name is found in the fixed PATH */
-    assert_int_equal(mda_deliver("true", &vars, NULL, msg, strlen(msg), 10, &err), COURIER_OK);
+    assert_int_equal(mda_deliver("true", &vars, NULL, msg, strlen(msg), 10, &err), RESULT_OK);
     assert_no_children();
 }
 
 static void test_exec_failures(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
 
     assert_int_equal(
         mda_deliver("/nonexistent/lda -d %to_user%", &vars, NULL, msg, strlen(msg), 10, &err),
-        COURIER_TEMP);
+        RESULT_TEMP);
     assert_string_equal(err.status, "4.3.5");
     assert_non_null(strstr(err.text, "No such file"));
     assert_int_equal(pipe_deliver("/nonexistent/prog", &vars, NULL, msg, strlen(msg), &err),
-                     COURIER_PERM);
+                     RESULT_PERM);
     assert_string_equal(err.status, "5.3.5");
     assert_null(strstr(err.text, "/nonexistent")); /* a permanent text names no path */
     assert_int_equal(mda_deliver("/etc/passwd", &vars, NULL, msg, strlen(msg), 10, &err),
-                     COURIER_TEMP); /* not executable */
+                     RESULT_TEMP); /* not executable */
     assert_int_equal(mda_deliver("no-such-program-tern", &vars, NULL, msg, strlen(msg), 10, &err),
-                     COURIER_TEMP);
+                     RESULT_TEMP);
     /* a broken template is the administrator's to fix: the mail waits */
     assert_int_equal(mda_deliver("/bin/sh -c 'exit 0", &vars, NULL, msg, strlen(msg), 10, &err),
-                     COURIER_TEMP);
+                     RESULT_TEMP);
     assert_string_equal(err.status, "4.3.5");
     assert_non_null(strstr(err.text, "column 12: unterminated single quote"));
-    assert_int_equal(mda_deliver("bin/lda", &vars, NULL, msg, strlen(msg), 10, &err), COURIER_TEMP);
-    assert_int_equal(pipe_deliver("|", &vars, NULL, msg, strlen(msg), &err), COURIER_PERM);
+    assert_int_equal(mda_deliver("bin/lda", &vars, NULL, msg, strlen(msg), 10, &err), RESULT_TEMP);
+    assert_int_equal(pipe_deliver("|", &vars, NULL, msg, strlen(msg), &err), RESULT_PERM);
     assert_no_children();
 }
 
 static void test_timeout(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
     char cmd[256], pids[128];
     pid_t p1 = 0, p2 = 0;
 
@@ -223,16 +206,16 @@ static void test_timeout(void **state)
              pids);
     for (int policy = 0; policy < 2; policy++) {
         double t0 = now_s();
-        enum courier_result r = mda_run(cmd, strlen(cmd), &vars, NULL, msg, strlen(msg), 1000,
-                                        policy ? MDA_POLICY_PIPE : MDA_POLICY_MDA, &err);
+        enum result_class r = mda_run(cmd, strlen(cmd), &vars, NULL, msg, strlen(msg), 1000,
+                                      policy ? MDA_POLICY_PIPE : MDA_POLICY_MDA, &err);
         double dt = now_s() - t0;
         assert_true(dt >= 0.9);
         assert_true(dt < 1.0 + RUN_KILL_GRACE_MS / 1000.0 + 1.0);
         if (policy) {
-            assert_int_equal(r, COURIER_PERM);
+            assert_int_equal(r, RESULT_PERM);
             assert_string_equal(err.status, "5.3.0");
         } else {
-            assert_int_equal(r, COURIER_TEMP);
+            assert_int_equal(r, RESULT_TEMP);
             assert_string_equal(err.status, "4.3.0");
         }
         assert_string_equal(err.text, policy ? "pipe command did not finish within 1 s and was "
@@ -250,7 +233,7 @@ static void test_timeout(void **state)
     double t0 = now_s();
     assert_int_equal(mda_deliver("/bin/sh -c 'trap \"\" TERM; sleep 30 & wait; sleep 30'", &vars,
                                  NULL, msg, strlen(msg), 1, &err),
-                     COURIER_TEMP);
+                     RESULT_TEMP);
     assert_true(now_s() - t0 < 1.0 + RUN_KILL_GRACE_MS / 1000.0 + 1.0);
     assert_no_children();
 }
@@ -259,14 +242,14 @@ static void test_timeout(void **state)
 static void test_leftovers_killed(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
     char cmd[256], pids[128];
     pid_t p1 = 0;
 
     snprintf(pids, sizeof(pids), "%s/left", dir);
     snprintf(cmd, sizeof(cmd), "/bin/sh -c 'sleep 30 & echo $! > \"$0\"; exit 0' %s", pids);
     double t0 = now_s();
-    assert_int_equal(mda_deliver(cmd, &vars, NULL, msg, strlen(msg), 10, &err), COURIER_OK);
+    assert_int_equal(mda_deliver(cmd, &vars, NULL, msg, strlen(msg), 10, &err), RESULT_OK);
     assert_true(now_s() - t0 < 2.0);
     FILE *fp = fopen(pids, "r");
     assert_non_null(fp);
@@ -279,7 +262,7 @@ static void test_leftovers_killed(void **state)
 static void test_stdin_not_read(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
     size_t n = 8u << 20;
     char *big = malloc(n);
     assert_non_null(big);
@@ -288,23 +271,23 @@ static void test_stdin_not_read(void **state)
     /* exits without reading: EPIPE is not an error, the exit status decides */
     double t0 = now_s();
     assert_int_equal(mda_deliver("/bin/sh -c 'sleep 0.2; exit 0'", &vars, NULL, big, n, 10, &err),
-                     COURIER_OK);
+                     RESULT_OK);
     assert_int_equal(
         mda_deliver("/bin/sh -c 'exec 0<&-; sleep 0.2; exit 3'", &vars, NULL, big, n, 10, &err),
-        COURIER_PERM);
+        RESULT_PERM);
     assert_true(now_s() - t0 < 5.0);
     /* neither reads nor exits: the deadline still holds */
     t0 = now_s();
     assert_int_equal(mda_deliver("/bin/sh -c 'sleep 30'", &vars, NULL, big, n, 1, &err),
-                     COURIER_TEMP);
+                     RESULT_TEMP);
     assert_true(now_s() - t0 < 1.0 + RUN_KILL_GRACE_MS / 1000.0 + 1.0);
     /* reads everything: all 8 MiB arrive */
     char cmd[256], out[128];
     size_t len = 0;
     snprintf(out, sizeof(out), "%s/wc", dir);
     snprintf(cmd, sizeof(cmd), "/bin/sh -c 'wc -c > \"$0\"' %s", out);
-    assert_int_equal(mda_deliver(cmd, &vars, NULL, big, n, 10, &err), COURIER_OK);
-    char *got = slurp(out, &len);
+    assert_int_equal(mda_deliver(cmd, &vars, NULL, big, n, 10, &err), RESULT_OK);
+    char *got = tu_slurp(out, &len);
     assert_int_equal(strtoul(got, NULL, 10), n);
     free(got);
     free(big);
@@ -314,17 +297,17 @@ static void test_stdin_not_read(void **state)
 static void test_output_bounded(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
 
     assert_int_equal(mda_deliver("/bin/sh -c 'head -c 300000 /dev/zero | tr \"\\\\0\" x; exit 1'",
                                  &vars, NULL, msg, strlen(msg), 10, &err),
-                     COURIER_PERM);
-    assert_true(strlen(err.text) < COURIER_TEXT_MAX);
+                     RESULT_PERM);
+    assert_true(strlen(err.text) < RESULT_TEXT_MAX);
     assert_non_null(strstr(err.text, "xxxxxxxx"));
     /* control characters and 8-bit octets never reach the text */
     assert_int_equal(mda_deliver("/bin/sh -c 'printf \"a\\033[31mb\\r\\nc\\t\\303\\251\"; exit 1'",
                                  &vars, NULL, msg, strlen(msg), 10, &err),
-                     COURIER_PERM);
+                     RESULT_PERM);
     assert_string_equal(err.text, "mda exited with status 1: a [31mb c ??");
 
     struct run_result res;
@@ -341,7 +324,7 @@ static void test_output_bounded(void **state)
 static void test_substitution(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
     char cmd[512], out[128];
     struct courier_vars v = vars;
 
@@ -351,8 +334,8 @@ static void test_substitution(void **state)
              "--user=%%to_user%% %%to_domain%% %%orig_to%% 100%%",
              out);
     v.from = "\"a b; touch /tmp/pwned `id` $(id)\"@example.org";
-    assert_int_equal(mda_deliver(cmd, &v, NULL, msg, strlen(msg), 10, &err), COURIER_OK);
-    char *got = slurp(out, NULL);
+    assert_int_equal(mda_deliver(cmd, &v, NULL, msg, strlen(msg), 10, &err), RESULT_OK);
+    char *got = tu_slurp(out, NULL);
     assert_string_equal(got, "[-f][\"a b; touch /tmp/pwned `id` $(id)\"@example.org]"
                              "[bob@example.com][--user=bob][example.com][Bob@Example.com][100%]");
     free(got);
@@ -361,18 +344,18 @@ static void test_substitution(void **state)
     /* a value that would start an option is refused before anything runs */
     v = vars;
     v.to_user = "-oQ/tmp/x";
-    assert_int_equal(mda_deliver(cmd, &v, NULL, msg, strlen(msg), 10, &err), COURIER_PERM);
+    assert_int_equal(mda_deliver(cmd, &v, NULL, msg, strlen(msg), 10, &err), RESULT_PERM);
     assert_string_equal(err.status, "5.1.3");
     assert_int_equal(access(out, F_OK), -1);
     v = vars;
     v.from = "-x@example.org";
-    assert_int_equal(pipe_deliver(cmd, &v, NULL, msg, strlen(msg), &err), COURIER_PERM);
+    assert_int_equal(pipe_deliver(cmd, &v, NULL, msg, strlen(msg), &err), RESULT_PERM);
     assert_string_equal(err.status, "5.1.7");
     assert_int_equal(access(out, F_OK), -1);
     /* control characters in any envelope value: refused even if unused */
     v = vars;
     v.orig_to = "x@y\nz";
-    assert_int_equal(mda_deliver("/bin/true", &v, NULL, msg, strlen(msg), 10, &err), COURIER_PERM);
+    assert_int_equal(mda_deliver("/bin/true", &v, NULL, msg, strlen(msg), 10, &err), RESULT_PERM);
     assert_string_equal(err.status, "5.1.3");
     assert_no_children();
 }
@@ -380,14 +363,14 @@ static void test_substitution(void **state)
 static void test_environment(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
     char cmd[256], out[128];
 
     assert_int_equal(setenv("TERN_TEST_SECRET", "leak", 1), 0);
     snprintf(out, sizeof(out), "%s/env", dir);
     snprintf(cmd, sizeof(cmd), "/bin/sh -c '{ env; echo cwd=$(pwd); } > \"$0\"' %s", out);
-    assert_int_equal(mda_deliver(cmd, &vars, NULL, msg, strlen(msg), 10, &err), COURIER_OK);
-    char *file = slurp(out, NULL), got[4096];
+    assert_int_equal(mda_deliver(cmd, &vars, NULL, msg, strlen(msg), 10, &err), RESULT_OK);
+    char *file = tu_slurp(out, NULL), got[4096];
     snprintf(got, sizeof(got), "\n%s", file); /* every line starts after a newline */
     free(file);
     assert_non_null(strstr(got, "\nSENDER=alice@example.org\n"));
@@ -403,7 +386,7 @@ static void test_environment(void **state)
 static void test_no_leaks(void **state)
 {
     (void)state;
-    struct courier_error err;
+    struct rcpt_result err;
     int before = count_fds();
 
     /* descriptors opened without O_CLOEXEC never reach the program */
@@ -412,7 +395,7 @@ static void test_no_leaks(void **state)
     assert_int_equal(dup2(fd, 77), 77);
     assert_int_equal(
         mda_deliver("/bin/sh -c 'ls /proc/$$/fd; exit 1'", &vars, NULL, msg, strlen(msg), 10, &err),
-        COURIER_PERM);
+        RESULT_PERM);
     assert_string_equal(err.text, "mda exited with status 1: 0 1 2");
     close(77);
     close(fd);

@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/testutil.h"
 #include "core/log.h"
 #include "queue/store.h"
 
@@ -31,20 +31,11 @@ struct fixture {
     struct qstore *s;
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    strcpy(f->dir, "/tmp/tern-qstore-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_non_null(tu_tmpdir(f->dir, sizeof(f->dir) - strlen("/spool"), "tern-qstore"));
     strcat(f->dir, "/spool"); /* qstore_open creates it */
     char why[256];
     f->s = qstore_open(f->dir, why, sizeof(why));
@@ -61,7 +52,7 @@ static int teardown(void **state)
     qstore_close(f->s);
     char *slash = strrchr(f->dir, '/');
     *slash = '\0';
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(f->dir);
     free(f);
     return 0;
 }
@@ -109,10 +100,7 @@ static void put_file(const struct fixture *f, const char *sub, const char *name,
 {
     char p[512];
     path(f, sub, name, p, sizeof(p));
-    FILE *fp = fopen(p, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(data, 1, len, fp), len);
-    assert_int_equal(fclose(fp), 0);
+    tu_write(p, data, len, 0666);
 }
 
 static size_t count_dir(const struct fixture *f, const char *sub)

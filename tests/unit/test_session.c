@@ -213,7 +213,7 @@ static void test_long_line_resync(void **state)
     (void)state;
     struct dialogue d;
     struct smtp_server_conf c = conf();
-    char big[700];
+    char big[1100]; /* over 512 + 500 (RFC 3461 room for ORCPT where DSN is offered) */
     memset(big, 'A', sizeof(big));
     memcpy(big, "NOOP ", 5);
     memcpy(big + sizeof(big) - 8, "\r\nNOOP\r\n", 8);
@@ -222,6 +222,13 @@ static void test_long_line_resync(void **state)
     dlg_exchange(&d, big, sizeof(big), out, sizeof(out));
     assert_string_equal(codes(out), "500 250");
     assert_non_null(strstr(out, "500 5.5.2"));
+    dlg_end(&d);
+    /* without DSN the RFC 5321 limit of 512 applies */
+    c.ext &= ~(unsigned)EXT_DSN;
+    dlg_start(&d, &c);
+    say(&d, "");
+    dlg_exchange(&d, big, 700, out, sizeof(out));
+    assert_string_equal(codes(out), "500");
     dlg_end(&d);
 }
 

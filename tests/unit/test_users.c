@@ -16,7 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/users.h"
+#include "../support/testutil.h"
+#include "conf/users.h"
 
 struct fixture {
     char dir[64];
@@ -28,8 +29,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/tern-users-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (!tu_tmpdir(f->dir, sizeof(f->dir), "tern-users"))
         return -1;
     snprintf(f->path, sizeof(f->path), "%s/users", f->dir);
     *state = f;
@@ -39,54 +39,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    DIR *d = opendir(f->dir);
-    struct dirent *de;
-    char p[512];
-    while (d && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", f->dir, de->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(f->dir);
+    tu_rmtree(f->dir);
     free(f);
     return 0;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    static char buf[65536];
-    size_t n;
-    if (!fp)
-        return NULL;
-    n = fread(buf, 1, sizeof(buf) - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    return buf;
-}
-
-static void spit(const char *path, const char *text)
-{
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    assert_int_equal(fputs(text, fp) >= 0, 1);
-    assert_int_equal(fclose(fp), 0);
-}
-
-/* Number of entries in dir (without . and ..). */
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            n++;
-    closedir(d);
-    return n;
 }
 
 static void test_round_trip(void **state)
@@ -129,7 +84,7 @@ static void test_round_trip(void **state)
     assert_null(users_find(&u, "bob"));
     assert_false(users_check(&u, "bob", "new pw"));
     users_free(&u);
-    assert_int_equal(count_entries(f->dir), 1); /* no temporary file left behind */
+    assert_int_equal(tu_count_entries(f->dir, NULL, 0), 1); /* no temporary file left behind */
     conf_errors_free(&e);
 }
 
@@ -148,7 +103,7 @@ static void test_rewrite_keeps_comments_atomically(void **state)
              "   # indented comment\n"
              "dave:%s", /* no final newline */
              hash, hash);
-    spit(f->path, text);
+    tu_write_file(f->path, text, 0666);
     assert_int_equal(chmod(f->path, 0600), 0);
     assert_int_equal(stat(f->path, &before), 0);
 
@@ -156,16 +111,18 @@ static void test_rewrite_keeps_comments_atomically(void **state)
     assert_int_equal(stat(f->path, &after), 0);
     assert_true(before.st_ino != after.st_ino); /* replaced by rename, not edited in place */
     assert_int_equal(after.st_mode & 07777, 0600);
-    const char *now = slurp(f->path);
+    char *now = tu_slurp(f->path, NULL);
     assert_true(strncmp(now, text, strlen(text)) == 0); /* everything before is untouched */
     assert_true(strncmp(now + strlen(text), "\nerin:$y$", 9) == 0);
 
     assert_int_equal(users_remove(f->path, "carol", why, sizeof(why)), 0);
-    now = slurp(f->path);
+    free(now);
+    now = tu_slurp(f->path, NULL);
     assert_non_null(strstr(now, "# users of example.org\n\n   # indented comment\ndave:"));
     assert_null(strstr(now, "carol"));
     assert_non_null(strstr(now, "erin:$y$"));
-    assert_int_equal(count_entries(f->dir), 1);
+    free(now);
+    assert_int_equal(tu_count_entries(f->dir, NULL, 0), 1);
 }
 
 static void test_parse_errors(void **state)
@@ -194,10 +151,12 @@ static void test_parse_errors(void **state)
     conf_errors_free(&e);
 
     /* a file with problems is never rewritten */
-    spit(f->path, text);
+    tu_write_file(f->path, text, 0666);
     assert_int_equal(users_add(f->path, "erin", "pw", false, why, sizeof(why)), -1);
     assert_non_null(strstr(why, ":3: expected 'user:HASH'"));
-    assert_string_equal(slurp(f->path), text);
+    char *now = tu_slurp(f->path, NULL);
+    assert_string_equal(now, text);
+    free(now);
 
     /* a missing file is an empty set */
     char missing[256];
@@ -236,7 +195,7 @@ static void test_names_and_passwords(void **state)
     memset(big, 'p', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     assert_int_equal(users_add(f->path, "ok", big, false, why, sizeof(why)), -1);
-    assert_int_equal(count_entries(f->dir), 0); /* nothing was created */
+    assert_int_equal(tu_count_entries(f->dir, NULL, 0), 0); /* nothing was created */
 
     /* two hashes of one password differ (random salt) and both verify */
     char h1[256], h2[256];

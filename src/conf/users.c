@@ -12,7 +12,7 @@
  * struct crypt_data (32 KiB) lives on the heap, never on the stack.
  * Memory: each entry owns its hash; users_free() releases everything.
  */
-#include "server/users.h"
+#include "conf/users.h"
 
 #include <crypt.h>
 #include <ctype.h>

@@ -11,7 +11,7 @@
  * owned by it and released by policy_free(); after loading it is never
  * modified, so readers need no lock.
  */
-#include "server/policy.h"
+#include "conf/policy.h"
 
 #include <ctype.h>
 #include <dirent.h>

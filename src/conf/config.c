@@ -18,7 +18,7 @@
  * struct conf_errors.  This file never opens anything but the config file
  * and the TLS files it names (to check they are readable).
  */
-#include "server/config.h"
+#include "conf/config.h"
 
 #include <ctype.h>
 #include <errno.h>

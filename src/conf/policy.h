@@ -8,16 +8,16 @@
  * nothing points into an old policy from outside except while a lookup
  * runs.  Lookups never touch the disk.
  */
-#ifndef TERN_SERVER_POLICY_H
-#define TERN_SERVER_POLICY_H
+#ifndef TERN_CONF_POLICY_H
+#define TERN_CONF_POLICY_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "core/address.h"
-#include "server/aliases.h"
-#include "server/config.h"
-#include "server/users.h"
+#include "conf/aliases.h"
+#include "conf/config.h"
+#include "conf/users.h"
 
 #define POLICY_MAX_DOMAINS 10000
 

@@ -32,8 +32,8 @@
  * here: every problem of the file, each as "FILE:LINE: what" ("FILE: what"
  * when no line applies), up to CONF_ERRORS_MAX.
  */
-#ifndef TERN_SERVER_CONFIG_H
-#define TERN_SERVER_CONFIG_H
+#ifndef TERN_CONF_CONFIG_H
+#define TERN_CONF_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>

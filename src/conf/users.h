@@ -9,13 +9,13 @@
  * file, fsync, rename, fsync of the folder) under an flock(2) of the folder, so concurrent edits
  * neither lose nor tear the file.
  */
-#ifndef TERN_SERVER_USERS_H
-#define TERN_SERVER_USERS_H
+#ifndef TERN_CONF_USERS_H
+#define TERN_CONF_USERS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "server/config.h"
+#include "conf/config.h"
 
 #define USERS_FILE_MAX (64 * 1024 * 1024)
 #define USERS_NAME_MAX 64
