@@ -1,11 +1,24 @@
 # Thin wrapper over CMake for the README's two commands.
 #   make run   - install deps, build, start `tern serve` with a working default
-#   make test  - install deps, build with ASan+UBSan (clang), run every test
-.PHONY: all deps build run run-sink test test-build fuzz bench format format-check clean
+#   make test  - install deps, then three stages (below): every test on a clang
+#                ASan+UBSan+libFuzzer build, the unit and integration tests on
+#                the optimised build that ships, and a few integration tests
+#                with that build's tern under valgrind
+.PHONY: all deps build run run-sink test test-build test-asan ship-build test-ship \
+        test-valgrind fuzz bench format format-check clean
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
+SHIP_BUILD ?= build-opt
 JOBS       ?= $(shell nproc)
+
+# The build that ships (`make build`, `make run`) and the one `make test` checks
+# in stages 2 and 3: GCC -O2 -g (RelWithDebInfo); CMakeLists.txt adds
+# -Wall -Wextra -Werror, with which GCC's optimiser also reports uninitialised reads.
+SHIP_FLAGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc
+
+# The stages of `make test` run one after another, in the order written, even under -j.
+.NOTPARALLEL:
 
 all: build
 
@@ -13,7 +26,7 @@ deps:
 	@scripts/install-deps --check 2>/dev/null || scripts/install-deps
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) $(SHIP_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
@@ -23,13 +36,38 @@ run: build
 run-sink: build
 	scripts/run-sink $(BUILD)/tern
 
+# ---- make test: three stages, in this order; the first failure stops it -----
+test: test-asan test-ship test-valgrind
+	@echo "== make test: all three stages passed ($$(date +%T))"
+
+# Stage 1: clang, ASan+UBSan, libFuzzer harnesses: unit, integration, crash,
+# fuzz (every harness over its corpus) and clang-format tests.
 test-build: deps
 	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
 	      -DTERN_SANITIZE=ON -DTERN_FUZZ=ON >/dev/null
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 
-test: test-build
+test-asan: test-build
+	@echo "== make test, stage 1: every test, clang ASan+UBSan build in $(TEST_BUILD) ($$(date +%T))"
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Stage 2: test what ships: the flags of `make build` (in a folder of its own),
+# with stage 3's valgrind tests configured too; the unit and integration tests.
+ship-build: deps
+	cmake -S . -B $(SHIP_BUILD) $(SHIP_FLAGS) -DTERN_VALGRIND=ON >/dev/null
+	cmake --build $(SHIP_BUILD) -j $(JOBS)
+
+test-ship: ship-build
+	@echo "== make test, stage 2: unit and integration tests, GCC -O2 build in $(SHIP_BUILD) ($$(date +%T))"
+	cd $(SHIP_BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS) -R '^(unit|integration)/'
+
+# Stage 3: the sink, send and serve integration tests with every tern they start
+# (stage 2's build) under valgrind memcheck (CMakeLists.txt: TERN_VALGRIND,
+# TERN_VALGRIND_TESTS): an invalid access, a use of uninitialised memory or a
+# definite leak fails them.
+test-valgrind: ship-build
+	@echo "== make test, stage 3: integration tests under valgrind, $(SHIP_BUILD)/tern ($$(date +%T))"
+	cd $(SHIP_BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS) -L valgrind
 
 # Longer fuzzing of every harness (SECONDS each), growing the corpus in place.
 SECONDS_PER ?= 60
@@ -47,4 +85,4 @@ format-check:
 	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(SHIP_BUILD)

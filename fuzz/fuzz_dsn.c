@@ -87,13 +87,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                         NOTIFY_FAILURE | NOTIFY_DELAY,
                                         NOTIFY_SUCCESS};
     r->notify = notifies[(f0 >> 3) % 6];
-    envelope_rcpt_result(r, (f1 & 1) ? ENV_RCPT_PENDING : ENV_RCPT_FAILED, (f1 >> 1) & 1, error);
-    struct dsn_info info = {host,
-                            (f0 & 0x80) ? DSN_DELAYED : DSN_FAILED,
-                            1712400000,
-                            (f1 & 4) ? 1712500000 : 0,
-                            (f1 & 8) ? 64 : 0,
-                            (f1 & 16) ? NOTIFY_FAILURE | NOTIFY_DELAY : 0};
+    /* f1 bit 5: a success report about a recipient just delivered (f1 bit 6: relayed) */
+    bool success = (f1 & 32) != 0;
+    envelope_rcpt_result(r,
+                         success    ? ENV_RCPT_SENT
+                         : (f1 & 1) ? ENV_RCPT_PENDING
+                                    : ENV_RCPT_FAILED,
+                         (f1 >> 1) & 1, error);
+    if (success && (f1 & 64))
+        envelope_set(&r->target, "smtp");
+    bool pick[1] = {true};
+    struct dsn_info info = {.hostname = host,
+                            .kind = success       ? DSN_SUCCESS
+                                    : (f0 & 0x80) ? DSN_DELAYED
+                                                  : DSN_FAILED,
+                            .now = 1712400000,
+                            .retry_until = (f1 & 4) ? 1712500000 : 0,
+                            .max_full = (f1 & 8) ? 64 : 0,
+                            .default_notify = (f1 & 16) ? NOTIFY_FAILURE | NOTIFY_DELAY : 0,
+                            .pick = pick};
 
     struct buf out = {0};
     size_t n = dsn_build(&info, &env, msg, mlen, &out);

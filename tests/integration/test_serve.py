@@ -606,6 +606,30 @@ def set_flag(env, kind, rcpt, text=""):
         f.write(text)
 
 
+class MdaHangRetryTest(ServeCase):
+    def test_retry_delay_counts_from_the_end_of_the_attempt(self):
+        """An MDA that hangs until mda_timeout (2 s) with retry = 3s: the next attempt comes 3 s
+        (+-10 %) after the first one ENDED, not 3 s after it began (then it would start 1 s
+        after the end, and with the defaults a hanging MDA ran back to back)."""
+        env = mda_env(self, local={"mda_timeout": "2s"}, queue={"retry": "3s 6s"})
+        add_users(env, "alice@example.test")
+        set_flag(env, "hang", "alice@example.test")
+        srv = env.start()
+        d = session(self, srv)
+        r = d.transaction("x@remote.test", ["alice@example.test"], message(subject="hang"))
+        self.assertEqual(r.code, 250, r)
+        pat = r"(\S+Z) serve info: id=%s to=<alice@example\.test> via=mda deferred" % queued_id(r)
+        self.assertTrue(wait_until(lambda: len(re.findall(pat, srv.log)) >= 2, 30), srv.log[-3000:])
+
+        def stamp(s):
+            return time.mktime(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")) + float(s[19:-1] or 0)
+
+        t = [stamp(s) for s in re.findall(pat, srv.log)[:2]]
+        # end of attempt 1 -> end of attempt 2 = delay (2.7..3.3 s) + attempt 2 (about 2 s)
+        self.assertGreaterEqual(t[1] - t[0], 4.4, t)
+        self.assertLess(t[1] - t[0], 9, t)
+
+
 class MdaTest(ServeCase):
     @classmethod
     def setUpClass(cls):
