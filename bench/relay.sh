@@ -204,6 +204,9 @@ start_tern() {
 [server]
 hostname = mx.tern.test
 data_dir = data
+# every load client is 127.0.0.1: no per-client limits (the other servers have none)
+max_sessions_per_ip = 0
+max_connect_rate_per_ip = 0
 [listen]
 smtp = 127.0.0.1:${port[tern]}
 [queue]

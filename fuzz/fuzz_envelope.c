@@ -5,7 +5,9 @@
  * its three results and fills the reason for the two failures; an envelope
  * that parses formats (envelope_format() accepts everything the parser
  * produced), re-parses to an equal envelope, and formats to the same octets
- * again; every proper prefix of a formatted envelope is INCOMPLETE.  The
+ * again; a parsed envelope has the message checksum exactly when it is
+ * version 2 (and formats as the version it was read as); every proper
+ * prefix of a formatted envelope is INCOMPLETE.  The
  * input is copied into an exact-size heap block, so a read past len is
  * caught by ASan.
  */
@@ -31,7 +33,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (rc == ENV_OK) {
         struct buf t1 = {0}, t2 = {0};
+        if ((a.version == 2) != a.msg_sum || (a.version != 1 && a.version != 2))
+            abort();
         if (envelope_format(&a, &t1) != 0)
+            abort();
+        if (t1.len < 16 || t1.p[14] != (char)('0' + a.version))
             abort();
         if (envelope_parse(t1.p, t1.len, &b, why, sizeof(why)) != ENV_OK)
             abort();

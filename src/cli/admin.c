@@ -31,6 +31,7 @@
 #include "conf/aliases.h"
 #include "conf/config.h"
 #include "conf/policy.h"
+#include "conf/snapshot.h"
 #include "conf/users.h"
 #include "deliver/route.h"
 
@@ -52,11 +53,15 @@ static const char alias_usage[] =
     "remote or pipe, then notes about loops and unknown names. Exit status 1\n"
     "if the address would be refused.\n";
 
-static const char check_usage[] = "usage: tern check-config [--config FILE]\n"
-                                  "\n"
-                                  "Prints every problem of the configuration (tern.conf, users\n"
-                                  "and aliases files) as FILE:LINE: what, and exits 1; prints\n"
-                                  "\"ok\" and exits 0 when there is none.\n";
+static const char check_usage[] =
+    "usage: tern check-config [--config FILE]\n"
+    "\n"
+    "Prints every problem of the configuration (tern.conf, users\n"
+    "and aliases files) as FILE:LINE: what, and exits 1; prints\n"
+    "\"ok\" and exits 0 when there is none.  Also checks owners and\n"
+    "modes: secrets (TLS key, smarthost password) readable only by\n"
+    "their owner, rules (tern.conf, users, aliases and their folders)\n"
+    "writable only by their owner (root or [server] user).\n";
 
 struct admin_opts {
     const char *config;
@@ -113,6 +118,23 @@ static void admin_print_errors(const struct conf_errors *e)
         fprintf(stderr, "%s\n", e->v[i]);
     if (e->truncated)
         fprintf(stderr, "(more than %d problems: the rest are not shown)\n", CONF_ERRORS_MAX);
+    for (size_t i = 0; i < e->nw; i++)
+        fprintf(stderr, "warning: %s\n", e->w[i]);
+}
+
+/* Run as root: give what we created to [server] group so that the server,
+   once it runs as that user, can read it again on SIGHUP (0750 / 0640). */
+static int admin_share(const struct conf *c, const char *path)
+{
+    uid_t uid;
+    gid_t gid;
+    if (geteuid() != 0 || conf_user_ids(c, &uid, &gid) < 0)
+        return 0;
+    if (chown(path, (uid_t)-1, gid) < 0) {
+        fprintf(stderr, "tern: chgrp %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 /* Load the config; on problems print them all and return -1. */
@@ -255,7 +277,7 @@ static int admin_split(const char *addr, char *user, char *domain)
 }
 
 /* mkdir dir (one level) if missing, then fsync its parent so the name is durable. */
-static int admin_mkdir(const char *dir)
+static int admin_mkdir(const struct conf *c, const char *dir)
 {
     char parent[CONF_STR_MAX];
     if (mkdir(dir, 0750) < 0) {
@@ -264,6 +286,8 @@ static int admin_mkdir(const char *dir)
         fprintf(stderr, "tern: mkdir %s: %s\n", dir, strerror(errno));
         return -1;
     }
+    if (admin_share(c, dir) < 0)
+        return -1;
     snprintf(parent, sizeof(parent), "%s", dir);
     char *slash = strrchr(parent, '/');
     if (!slash)
@@ -300,16 +324,19 @@ static int user_add(const struct conf *c, const struct admin_opts *o, const char
         return 1;
     char domains[CONF_STR_MAX + 16];
     snprintf(domains, sizeof(domains), "%s/domains", c->data_dir);
-    if (admin_mkdir(c->data_dir) < 0 || admin_mkdir(domains) < 0 || admin_mkdir(dir) < 0) {
+    if (admin_mkdir(c, c->data_dir) < 0 || admin_mkdir(c, domains) < 0 || admin_mkdir(c, dir) < 0) {
         explicit_bzero(pw, sizeof(pw));
         return 1;
     }
+    bool new_file = stat(path, &st) < 0;
     int r = users_add(path, user, pw, o->replace, why, sizeof(why));
     explicit_bzero(pw, sizeof(pw));
     if (r < 0) {
         fprintf(stderr, "tern: %s\n", why);
         return 1;
     }
+    if (new_file && admin_share(c, path) < 0)
+        return 1;
     if (new_domain)
         printf("new local domain %s (%s)\n", domain, dir);
     printf("%s %s@%s\n", o->replace ? "set" : "added", user, domain);
@@ -510,7 +537,8 @@ int cli_check_config(int argc, char **argv)
     const char *path = conf_default_path(o.config);
     conf_load(path, &c, &e);
     if (c.path[0]) { /* the file was read: check the domains it points to */
-        policy_load(&c, &p, &e);
+        if (policy_load(&c, &p, &e) == 0)
+            snapshot_check_files(&c, &p, &e);
         if (e.n == 0 && p.n == 0)
             fprintf(stderr, "note: no local domain yet (no folder in %s/domains)\n", c.data_dir);
         policy_free(&p);

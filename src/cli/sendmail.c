@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/privsep.h"
 #include "cli/admin.h"
 #include "core/addrlist.h"
 #include "core/address.h"
@@ -301,6 +302,11 @@ int cli_sendmail(int argc, char **argv)
         envelope_add_rcpt(&env, r.v[k], r.v[k], "");
     char pdir[CONF_STR_MAX + 16], why[512];
     snprintf(pdir, sizeof(pdir), "%s/pickup", c.data_dir);
+    if (privsep_become_owner(pdir, why, sizeof(why)) < 0) { /* root: write as the server's user */
+        fprintf(stderr, "sendmail: %s\n", why);
+        rc = EX_TEMPFAIL;
+        goto out;
+    }
     st = qstore_open(pdir, why, sizeof(why));
     if (!st || qstore_commit(st, &env, full.p, full.len, why, sizeof(why)) < 0) {
         fprintf(stderr, "sendmail: cannot queue the message: %s\n", why);

@@ -16,7 +16,10 @@
  * mda, delay_warning < give_up...) run once the whole file is read.
  * Nothing is allocated in struct conf; errors are strings owned by the
  * struct conf_errors.  This file never opens anything but the config file
- * and the TLS files it names (to check they are readable).
+ * and the TLS files it names (to check they are readable).  conf_load()
+ * also checks that [server] user exists and that the files it names are
+ * protected: secrets (TLS key, smarthost password) readable by nobody
+ * else, tern.conf writable by nobody else, each owned by root or the user.
  */
 #include "conf/config.h"
 
@@ -30,6 +33,8 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include "core/address.h"
@@ -70,13 +75,42 @@ void conf_error(struct conf_errors *e, const char *file, unsigned line, const ch
     e->v[e->n++] = s;
 }
 
+void conf_warn(struct conf_errors *e, const char *file, const char *fmt, ...)
+{
+    char what[1024], *s;
+    va_list ap;
+
+    if (e->nw >= CONF_ERRORS_MAX)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    for (char *p = what; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    if (asprintf(&s, "%s: %s", file && *file ? file : "-", what) < 0)
+        fatal("out of memory");
+    if (e->nw % 16 == 0) {
+        char **w = realloc(e->w, (e->nw + 16) * sizeof(*w));
+        if (!w)
+            fatal("out of memory");
+        e->w = w;
+    }
+    e->w[e->nw++] = s;
+}
+
 void conf_errors_free(struct conf_errors *e)
 {
     for (size_t i = 0; i < e->n; i++)
         free(e->v[i]);
     free(e->v);
+    for (size_t i = 0; i < e->nw; i++)
+        free(e->w[i]);
+    free(e->w);
     e->v = NULL;
     e->n = 0;
+    e->w = NULL;
+    e->nw = 0;
     e->truncated = false;
 }
 
@@ -129,6 +163,31 @@ static int set_path(char *dst, const char *v, char *why)
 static int set_data_dir(struct conf *c, const char *v, char *why)
 {
     return set_path(c->data_dir, v, why);
+}
+
+/* A user or group name: what useradd accepts, without a leading '-'. */
+static int set_name(char *dst, size_t size, const char *v, char *why)
+{
+    size_t n = strlen(v);
+    bool ok = n > 0 && n < size && v[0] != '-';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)v[i]) || strchr("._-", v[i]) || (v[i] == '$' && i == n - 1);
+    if (!ok) {
+        snprintf(why, WHY_MAX, "'%.64s' is not a valid name", v);
+        return -1;
+    }
+    memcpy(dst, v, n + 1);
+    return 0;
+}
+
+static int set_user(struct conf *c, const char *v, char *why)
+{
+    return set_name(c->user, sizeof(c->user), v, why);
+}
+
+static int set_group(struct conf *c, const char *v, char *why)
+{
+    return set_name(c->group, sizeof(c->group), v, why);
 }
 
 static int set_size(uint64_t *dst, const char *v, uint64_t min, uint64_t max, char *why)
@@ -198,6 +257,67 @@ static int set_max_errors(struct conf *c, const char *v, char *why)
 static int set_idle_timeout(struct conf *c, const char *v, char *why)
 {
     return set_duration(&c->idle_timeout_ms, v, MS_SECOND, MS_DAY, why);
+}
+
+static int set_command_timeout(struct conf *c, const char *v, char *why)
+{
+    return set_duration(&c->command_timeout_ms, v, MS_SECOND, MS_DAY, why);
+}
+
+static int set_data_timeout(struct conf *c, const char *v, char *why)
+{
+    return set_duration(&c->data_timeout_ms, v, MS_SECOND, MS_DAY, why);
+}
+
+static int set_session_timeout(struct conf *c, const char *v, char *why)
+{
+    return set_duration(&c->session_timeout_ms, v, MS_SECOND, 7 * MS_DAY, why);
+}
+
+static int set_max_sessions(struct conf *c, const char *v, char *why)
+{
+    uint64_t n;
+    if (set_count(&n, v, 1, 100000, why) < 0)
+        return -1;
+    c->max_sessions = (uint32_t)n;
+    return 0;
+}
+
+static int set_max_sessions_per_ip(struct conf *c, const char *v, char *why)
+{
+    uint64_t n;
+    if (set_count(&n, v, 0, 100000, why) < 0)
+        return -1;
+    c->max_sessions_per_ip = (uint32_t)n;
+    return 0;
+}
+
+static int set_max_connect_rate_per_ip(struct conf *c, const char *v, char *why)
+{
+    uint64_t n;
+    if (set_count(&n, v, 0, 1000000, why) < 0)
+        return -1;
+    c->max_connect_rate_per_ip = (uint32_t)n;
+    return 0;
+}
+
+static int set_body_memory(struct conf *c, const char *v, char *why)
+{
+    return set_size(&c->body_memory, v, 0, 1ULL << 40, why);
+}
+
+static int set_auth_max_failures(struct conf *c, const char *v, char *why)
+{
+    uint64_t n;
+    if (set_count(&n, v, 1, 1000, why) < 0)
+        return -1;
+    c->auth_max_failures = (uint32_t)n;
+    return 0;
+}
+
+static int set_auth_lockout(struct conf *c, const char *v, char *why)
+{
+    return set_duration(&c->auth_lockout_ms, v, MS_SECOND, MS_DAY, why);
 }
 
 /* Space-separated words of v, each at most wmax-1 characters, at most max of them. */
@@ -708,6 +828,17 @@ enum {
     K_MAX_RCPTS,
     K_MAX_ERRORS,
     K_IDLE_TIMEOUT,
+    K_COMMAND_TIMEOUT,
+    K_DATA_TIMEOUT,
+    K_SESSION_TIMEOUT,
+    K_MAX_SESSIONS,
+    K_MAX_SESSIONS_PER_IP,
+    K_MAX_CONNECT_RATE_PER_IP,
+    K_BODY_MEMORY,
+    K_AUTH_MAX_FAILURES,
+    K_AUTH_LOCKOUT,
+    K_USER,
+    K_GROUP,
     K_SMTP,
     K_SUBMISSION,
     K_SUBMISSIONS,
@@ -749,6 +880,18 @@ static const struct conf_key conf_keys[K_N] = {
     [K_MAX_RCPTS] = {SEC_SERVER, "max_rcpts", set_max_rcpts},
     [K_MAX_ERRORS] = {SEC_SERVER, "max_errors", set_max_errors},
     [K_IDLE_TIMEOUT] = {SEC_SERVER, "idle_timeout", set_idle_timeout},
+    [K_COMMAND_TIMEOUT] = {SEC_SERVER, "command_timeout", set_command_timeout},
+    [K_DATA_TIMEOUT] = {SEC_SERVER, "data_timeout", set_data_timeout},
+    [K_SESSION_TIMEOUT] = {SEC_SERVER, "session_timeout", set_session_timeout},
+    [K_MAX_SESSIONS] = {SEC_SERVER, "max_sessions", set_max_sessions},
+    [K_MAX_SESSIONS_PER_IP] = {SEC_SERVER, "max_sessions_per_ip", set_max_sessions_per_ip},
+    [K_MAX_CONNECT_RATE_PER_IP] = {SEC_SERVER, "max_connect_rate_per_ip",
+                                   set_max_connect_rate_per_ip},
+    [K_BODY_MEMORY] = {SEC_SERVER, "body_memory", set_body_memory},
+    [K_AUTH_MAX_FAILURES] = {SEC_SERVER, "auth_max_failures", set_auth_max_failures},
+    [K_AUTH_LOCKOUT] = {SEC_SERVER, "auth_lockout", set_auth_lockout},
+    [K_USER] = {SEC_SERVER, "user", set_user},
+    [K_GROUP] = {SEC_SERVER, "group", set_group},
     [K_SMTP] = {SEC_LISTEN, "smtp", set_smtp},
     [K_SUBMISSION] = {SEC_LISTEN, "submission", set_submission},
     [K_SUBMISSIONS] = {SEC_LISTEN, "submissions", set_submissions},
@@ -803,6 +946,14 @@ void conf_defaults(struct conf *c)
     c->max_rcpts = 100;
     c->max_errors = 10;
     c->idle_timeout_ms = 5 * 60 * MS_SECOND;
+    c->command_timeout_ms = 60 * MS_SECOND;
+    c->data_timeout_ms = 10 * 60 * MS_SECOND;
+    c->session_timeout_ms = 60 * 60 * MS_SECOND;
+    c->max_sessions_per_ip = 20;
+    c->max_connect_rate_per_ip = 60;
+    c->body_memory = 256ULL << 20;
+    c->auth_max_failures = 10;
+    c->auth_lockout_ms = 15 * 60 * MS_SECOND;
     if (set_listen(&c->smtp, "127.0.0.1:25", why) < 0)
         fatal("default listen address: %s", why);
     c->queue_max_items = 10000;
@@ -1020,6 +1171,8 @@ static void conf_finish(struct conf_parse *p, const char *base_dir)
     const char *which;
     bool too_long = false;
 
+    if (c->group[0] && !c->user[0])
+        KEY_ERROR(p, K_GROUP, "[server] group is set but user is not");
     if (!c->hostname[0])
         conf_error(p->e, p->name, 0,
                    "[server] hostname is required: the system host name is not usable");
@@ -1185,6 +1338,49 @@ static void conf_check_readable(struct conf_parse *p, int k, const char *what, c
         KEY_ERROR(p, k, "%s: cannot read %s: %s", what, path, strerror(errno));
 }
 
+int conf_user_ids(const struct conf *c, uid_t *uid, gid_t *gid)
+{
+    if (!c->user[0])
+        return -1;
+    struct passwd pw, *pp = NULL;
+    char buf[4096];
+    if (getpwnam_r(c->user, &pw, buf, sizeof(buf), &pp) != 0 || !pp)
+        return -1;
+    *uid = pp->pw_uid;
+    *gid = pp->pw_gid;
+    if (c->group[0]) {
+        struct group gr, *gp = NULL;
+        if (getgrnam_r(c->group, &gr, buf, sizeof(buf), &gp) != 0 || !gp)
+            return -1;
+        *gid = gp->gr_gid;
+    }
+    return 0;
+}
+
+void conf_check_file(const struct conf *c, const char *path, enum conf_file_kind kind,
+                     struct conf_errors *e)
+{
+    struct stat st;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    if (stat(path, &st) < 0)
+        return;
+    unsigned mode = (unsigned)st.st_mode & 07777;
+    bool user_ok = conf_user_ids(c, &uid, &gid) == 0 && st.st_uid == uid;
+    if (st.st_uid != 0 && st.st_uid != geteuid() && !user_ok)
+        conf_error(e, path, 0, "owned by uid %u: must be owned by root%s%s", (unsigned)st.st_uid,
+                   c->user[0] ? " or " : "", c->user);
+    if (kind == CONF_FILE_SECRET && (mode & 077))
+        conf_error(e, path, 0, "mode %04o lets other users read this secret; chmod 600", mode);
+    else if (kind != CONF_FILE_SECRET && (mode & 022))
+        conf_error(e, path, 0,
+                   "mode %04o lets other users change it (anyone could add `x: | /cmd`); "
+                   "chmod go-w",
+                   mode);
+    if (kind == CONF_FILE_USERS && (mode & 004))
+        conf_warn(e, path, "mode %04o lets every user read the password hashes; chmod 640", mode);
+}
+
 int conf_load(const char *path, struct conf *c, struct conf_errors *e)
 {
     char why[256], dir[CONF_STR_MAX], *text;
@@ -1212,10 +1408,27 @@ int conf_load(const char *path, struct conf *c, struct conf_errors *e)
     conf_parse_text(&p, dir);
     free(text);
     snprintf(c->path, sizeof(c->path), "%s", path);
-    if (c->tls_cert[0])
+    uid_t uid;
+    gid_t gid;
+    /* the server after leaving root (a reload): it read TLS files as root at
+       start-up, and changing them needs a restart anyway */
+    bool dropped = conf_user_ids(c, &uid, &gid) == 0 && uid != 0 && uid == geteuid();
+    if (c->tls_cert[0] && !dropped)
         conf_check_readable(&p, K_CERT, "[tls] cert", c->tls_cert);
-    if (c->tls_key[0])
+    if (c->tls_key[0] && !dropped)
         conf_check_readable(&p, K_KEY, "[tls] key", c->tls_key);
+    if (c->user[0] && !getpwnam(c->user))
+        KEY_ERROR(&p, K_USER, "[server] user: no such user '%s'", c->user);
+    else if (c->group[0] && !getgrnam(c->group))
+        KEY_ERROR(&p, K_GROUP, "[server] group: no such group '%s'", c->group);
+    else if (c->user[0] && conf_user_ids(c, &uid, &gid) == 0 && uid == 0)
+        KEY_ERROR(&p, K_USER, "[server] user: '%s' is root (deliveries never run as root)",
+                  c->user);
+    conf_check_file(c, path, CONF_FILE_RULES, e);
+    if (c->tls_key[0])
+        conf_check_file(c, c->tls_key, CONF_FILE_SECRET, e);
+    if (c->smarthost_password_file[0])
+        conf_check_file(c, c->smarthost_password_file, CONF_FILE_SECRET, e);
     return e->n > before || e->truncated ? -1 : 0;
 }
 

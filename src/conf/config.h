@@ -10,8 +10,16 @@
  *             max_size     [25M]                    message size limit (K, M, G suffixes)
  *             max_rcpts    [100]                    recipients per message
  *             max_errors   [10]                     protocol errors before a session is closed
- *             idle_timeout [5m]                     per command
- *   [listen]  smtp         [127.0.0.1:25]           space-separated host:port list, "off"
+ *             idle_timeout [5m]                     waiting for a command
+ *             command_timeout [1m], data_timeout [10m], session_timeout [1h]  a command line,
+ *                                                   the DATA phase, a whole session
+ *             max_sessions [from RLIMIT_NOFILE], max_sessions_per_ip [20],
+ *             max_connect_rate_per_ip [60/minute]   then 421 (per address and per /24, /64)
+ *             body_memory  [256M]                   message bodies being received, all sessions
+ *             auth_max_failures [10], auth_lockout [15m]  failed AUTH per network or user
+ *                                                   within auth_lockout, then 454 that long
+ *             user, group  [none]                   run as this user (required when started as
+ * root) [listen]  smtp         [127.0.0.1:25]           space-separated host:port list, "off"
  *             submission   [off]                    port 587 style: STARTTLS, AUTH required
  *             submissions  [off]                    port 465 style: implicit TLS, AUTH required
  *   [tls]     cert, key    [none]                   PEM files; both or neither
@@ -39,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #define CONF_DEFAULT_PATH "/etc/tern/tern.conf"
 #define CONF_FILE_MAX (1024 * 1024) /* tern.conf larger than this is refused */
@@ -49,18 +58,24 @@
 #define CONF_RETRY_MAX 32 /* entries of [queue] retry */
 #define CONF_CHARS_MAX 16 /* drop_chars, suffix_separators */
 #define CONF_ERRORS_MAX 1000
+#define CONF_NAME_MAX 64 /* [server] user and group names */
 
 /* Problems found in configuration files, in the order found. */
 struct conf_errors {
     char **v; /* each "FILE:LINE: what", owned */
     size_t n;
     bool truncated; /* more than CONF_ERRORS_MAX: the rest were dropped */
+    char **w;       /* warnings ("FILE: what"): reported, not fatal; owned */
+    size_t nw;
 };
 
 /* Record one problem; line 0 means the file as a whole.  Never fails (OOM is fatal). */
 __attribute__((format(printf, 4, 5))) void conf_error(struct conf_errors *e, const char *file,
                                                       unsigned line, const char *fmt, ...);
 void conf_errors_free(struct conf_errors *e);
+/* Record a warning (a risk that does not stop the server), up to CONF_ERRORS_MAX. */
+__attribute__((format(printf, 3, 4))) void conf_warn(struct conf_errors *e, const char *file,
+                                                     const char *fmt, ...);
 
 struct conf_listen {
     char text[64]; /* as written, e.g. "[::1]:587" */
@@ -99,6 +114,14 @@ struct conf {
     uint32_t max_rcpts;
     uint32_t max_errors;
     uint64_t idle_timeout_ms;
+    uint64_t command_timeout_ms, data_timeout_ms, session_timeout_ms;
+    uint32_t max_sessions;                                 /* 0 = derived from RLIMIT_NOFILE */
+    uint32_t max_sessions_per_ip, max_connect_rate_per_ip; /* 0 = no limit */
+    uint64_t body_memory;                                  /* octets, 0 = no limit */
+    uint32_t auth_max_failures;    /* failed AUTH per client network or user name ... */
+    uint64_t auth_lockout_ms;      /* ... within this long: then 454 for this long */
+    char user[CONF_NAME_MAX + 1];  /* "" = none; exists (checked by conf_load) */
+    char group[CONF_NAME_MAX + 1]; /* "" = the user's primary group */
     /* [listen] */
     struct conf_listeners smtp, submission, submissions;
     /* [tls] ("" when unset) */
@@ -172,6 +195,28 @@ int conf_maildir_path(const struct conf *c, const char *user, const char *domain
  * (ENOENT for a missing file) and a short reason in why.
  */
 int conf_read_file(const char *path, size_t max, char **out, size_t *len, char *why, size_t whylen);
+
+/*
+ * The uid and gid of [server] user (and group): 0, or -1 when no user is
+ * set or it does not exist (any more).
+ */
+int conf_user_ids(const struct conf *c, uid_t *uid, gid_t *gid);
+
+/* How a configuration file must be protected (conf_check_file). */
+enum conf_file_kind {
+    CONF_FILE_SECRET, /* TLS key, passwords: nobody else may read it */
+    CONF_FILE_RULES,  /* tern.conf, aliases, their folders: nobody else may change it */
+    CONF_FILE_USERS,  /* users: as RULES, and a warning when others may read the hashes */
+};
+
+/*
+ * Check the owner and mode of path: owned by root, by the caller's
+ * effective user or by c's [server] user, and not open to others as kind
+ * says.  Problems go to *e as "PATH: what"; a missing file is not one
+ * (whoever reads it reports that).
+ */
+void conf_check_file(const struct conf *c, const char *path, enum conf_file_kind kind,
+                     struct conf_errors *e);
 
 /* The config path to use: --config value if given, else $TERN_CONFIG, else the default. */
 const char *conf_default_path(const char *from_option);

@@ -4,13 +4,31 @@
  *
  * Invariant: once snapshot_load() returns, no member changes until the
  * last snapshot_put() frees it; the password is wiped before it is freed.
+ * A snapshot is only built from files nobody else can change: the users
+ * and aliases files and their folders are checked like tern.conf.
  */
 #include "conf/snapshot.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
+
+void snapshot_check_files(const struct conf *c, const struct policy *p, struct conf_errors *e)
+{
+    char path[CONF_STR_MAX + 16];
+    snprintf(path, sizeof(path), "%s/domains", c->data_dir);
+    conf_check_file(c, path, CONF_FILE_RULES, e);
+    for (size_t i = 0; i < p->n; i++) {
+        const struct policy_domain *d = &p->v[i];
+        conf_check_file(c, d->dir, CONF_FILE_RULES, e);
+        if (policy_file_path(c, d->name, "users", path, sizeof(path)) == 0)
+            conf_check_file(c, path, CONF_FILE_USERS, e);
+        if (policy_file_path(c, d->name, "aliases", path, sizeof(path)) == 0)
+            conf_check_file(c, path, CONF_FILE_RULES, e);
+    }
+}
 
 struct snapshot *snapshot_from_conf(const struct conf *c, struct conf_errors *e)
 {
@@ -21,7 +39,9 @@ struct snapshot *snapshot_from_conf(const struct conf *c, struct conf_errors *e)
     s->conf = *c;
     atomic_init(&s->refs, 1);
     s->generation = 1;
-    if (policy_load(&s->conf, &s->policy, e) < 0 || e->n) {
+    if (policy_load(&s->conf, &s->policy, e) == 0)
+        snapshot_check_files(&s->conf, &s->policy, e);
+    if (e->n) {
         snapshot_put(s);
         return NULL;
     }

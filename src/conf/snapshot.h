@@ -37,6 +37,12 @@ struct snapshot *snapshot_load(const char *path, struct conf_errors *e);
 /* The same from a parsed configuration (tests, tools); c is copied. */
 struct snapshot *snapshot_from_conf(const struct conf *c, struct conf_errors *e);
 
+/*
+ * Check the owner and mode of data_dir/domains, each domain's folder and
+ * its users and aliases files (conf_check_file): errors and warnings to *e.
+ */
+void snapshot_check_files(const struct conf *c, const struct policy *p, struct conf_errors *e);
+
 /* Take another reference (returns s); drop one, freeing on the last. */
 struct snapshot *snapshot_ref(struct snapshot *s);
 void snapshot_put(struct snapshot *s);

@@ -11,7 +11,9 @@
  * they are recorded in flags (DATA_BARE_CR / DATA_BARE_LF) so that the
  * session can refuse the message after the real end (tern's anti-smuggling
  * policy: such a message is never accepted, so it can never be relayed with
- * a different reading of where it ends).
+ * a different reading of where it ends).  A NUL octet is recorded the same
+ * way (DATA_NUL) and refused by the same rule: RFC 5321 2.3.8 forbids it, and
+ * a NUL is where a C program downstream would cut the message short.
  *
  * Size counts the unstuffed octets; once over max_size the reader stops
  * emitting and sets DATA_TOO_BIG but keeps reading to the real end.  A line
@@ -28,7 +30,7 @@ enum data_flags {
     DATA_BARE_CR = 1 << 1,
     DATA_BARE_LF = 1 << 2,
     DATA_LINE_TOO_LONG = 1 << 3,
-    DATA_NUL = 1 << 4, /* a NUL octet was seen (recorded, not refused by the reader) */
+    DATA_NUL = 1 << 4, /* a NUL octet before the end (the session refuses the message) */
 };
 
 typedef void (*data_emit_fn)(void *ctx, const char *p, size_t n);

@@ -190,16 +190,15 @@ static bool attempt_load(struct attempt *a, struct envelope *env, struct buf *ms
 {
     const struct attempt_env *ae = a->ae;
     char why[256];
-    int rc = qstore_read_env(ae->store, a->id, env, why, sizeof(why));
-    if (rc == ENV_OK)
-        rc = qstore_read_msg(ae->store, a->id, msg, why, sizeof(why));
+    int rc = qstore_read_item(ae->store, a->id, env, msg, why, sizeof(why));
     if (rc == 0)
         return true;
     if (rc < 0 && errno == ENOENT) { /* `tern queue delete` */
         log_info("id=%s: removed from the queue by an administrator", a->id);
         qstore_count_adjust(ae->store, -1);
         a->removed = true;
-    } else if (rc > 0) { /* an envelope that is not whole after its commit: keep it for a person */
+    } else if (rc > 0) { /* an envelope or message damaged after its commit: keep it for a person */
+        log_error("id=%s: %s; quarantined, not delivered", a->id, why);
         qstore_quarantine(ae->store, a->id, why);
         a->removed = true;
     } else {

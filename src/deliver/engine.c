@@ -214,6 +214,12 @@ static void pickup_item(void *ctx, struct envelope *in)
         buf_free(&msg);
         return;
     }
+    if (qstore_check_msg(in, msg.p, msg.len, why, sizeof(why)) < 0) { /* damaged since */
+        log_error("pickup id=%s: %s; quarantined, not queued", in->id, why);
+        qstore_quarantine(e->c.pickup, in->id, why);
+        buf_free(&msg);
+        return;
+    }
     envelope_init(&out);
     envelope_set(&out.sender, in->sender);
     out.created = out.next_attempt = e->c.now_ms(e->c.clock_ctx) / 1000;

@@ -17,9 +17,17 @@
  * failure the file is removed again (best effort) and TEMP returned: the
  * queue retries, and a duplicate is preferred to a loss.  Nothing is
  * allocated; every descriptor is O_CLOEXEC and closed before return.
+ *
+ * Exactly once (struct maildir_once): the name is fixed by the queue item
+ * and recipient, so a repeated delivery (a retry after kill -9 between the
+ * link into new/ and the envelope update) first looks for that name in new/
+ * (one fstatat) and for its unique part in cur/ (a reader may have moved
+ * and flagged it); cur/ is read only when its mtime is not older than the
+ * item's arrival, since nothing can have been moved there before.
  */
 #include "deliver/maildir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -33,6 +41,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "queue/envelope.h"
 
 #define MAILDIR_HOST_MAX 64 /* octets of the escaped host name in a file name */
 #define MAILDIR_NAME_MAX 200
@@ -115,17 +124,19 @@ static int maildir_dir(int at, const char *name, const char *shown, bool *create
     return -1;
 }
 
-/* "SECONDS.MusecPpidQcounterRrandom.host" into name. */
-static void maildir_name(char *name, size_t size, const char *hostname)
+/* "SECONDS.MusecPpidQcounterRrandom.host", or with once "TIME.UNIQ.host",
+ * into name. */
+static void maildir_name(char *name, size_t size, const char *hostname,
+                         const struct maildir_once *once)
 {
     char host[MAILDIR_HOST_MAX + 1];
     size_t h = 0;
     struct timespec ts;
     uint64_t rnd = 0;
-    unsigned n = atomic_fetch_add(&maildir_counter, 1u);
+    unsigned n = once ? 0 : atomic_fetch_add(&maildir_counter, 1u);
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+    if (!once && getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
         rnd = ((uint64_t)ts.tv_nsec << 20) ^ ((uint64_t)getpid() << 40) ^
               ((uint64_t)n * 0x9e3779b97f4a7c15ull);
     if (!hostname || !*hostname)
@@ -143,8 +154,56 @@ static void maildir_name(char *name, size_t size, const char *hostname)
         }
     }
     host[h] = '\0';
-    snprintf(name, size, "%lld.M%06ldP%ldQ%uR%016llx.%s", (long long)ts.tv_sec, ts.tv_nsec / 1000,
-             (long)getpid(), n, (unsigned long long)rnd, host);
+    if (once)
+        snprintf(name, size, "%lld.%s.%s", (long long)once->time, once->uniq, host);
+    else
+        snprintf(name, size, "%lld.M%06ldP%ldQ%uR%016llx.%s", (long long)ts.tv_sec,
+                 ts.tv_nsec / 1000, (long)getpid(), n, (unsigned long long)rnd, host);
+}
+
+/* Is once->uniq the unique part (between the first two dots) of name? */
+static bool maildir_same_uniq(const char *name, const char *uniq)
+{
+    const char *dot = strchr(name, '.');
+    size_t u = strlen(uniq);
+    return dot && strncmp(dot + 1, uniq, u) == 0 && dot[1 + u] == '.';
+}
+
+/*
+ * Has this delivery been made already?  new/name (the exact name), or an
+ * entry of cur/ with the same unique part.  1 yes, 0 no, -1 with errno.
+ */
+static int maildir_seen(int nfd, int cfd, const char *name, const struct maildir_once *once)
+{
+    struct stat st;
+    if (fstatat(nfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return 1;
+    if (errno != ENOENT)
+        return -1;
+    if (fstat(cfd, &st) != 0)
+        return -1;
+    if ((int64_t)st.st_mtim.tv_sec < once->time)
+        return 0; /* nothing entered cur/ since the item arrived */
+    int dfd = openat(cfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int e = errno;
+        maildir_close(&dfd);
+        errno = e;
+        return -1;
+    }
+    int found = 0;
+    struct dirent *de;
+    errno = 0;
+    while (!found && (de = readdir(d)) != NULL)
+        found = maildir_same_uniq(de->d_name, once->uniq);
+    int e = found ? 0 : errno;
+    if (closedir(d) != 0)
+        log_warn("maildir: closedir cur/: %s", strerror(errno));
+    errno = e;
+    return e ? -1 : found;
 }
 
 static int maildir_write_all(int fd, const char *p, size_t n)
@@ -242,7 +301,8 @@ static int maildir_move(int tfd, int nfd, const char *name)
 }
 
 enum result_class maildir_deliver(const char *path, const char *prefix, const char *msg, size_t len,
-                                  const char *hostname, struct rcpt_result *err)
+                                  const char *hostname, const struct maildir_once *once,
+                                  struct rcpt_result *err)
 {
     char dir[PATH_MAX], name[MAILDIR_NAME_MAX];
     int mfd = -1, tfd = -1, nfd = -1, cfd = -1;
@@ -294,18 +354,36 @@ enum result_class maildir_deliver(const char *path, const char *prefix, const ch
         goto out;
     }
 
+    if (once) {
+        maildir_name(name, sizeof(name), hostname, once);
+        int seen = maildir_seen(nfd, cfd, name, once);
+        if (seen < 0) {
+            r = maildir_errno(err, errno, "look for an earlier copy in", dir);
+            goto out;
+        }
+        if (seen) {
+            log_info("maildir: %s already holds delivery %s: not written again", dir, once->uniq);
+            r = RESULT_OK;
+            goto out;
+        }
+    }
     for (int tries = 0;; tries++) {
         bool taken;
-        maildir_name(name, sizeof(name), hostname);
+        if (!once)
+            maildir_name(name, sizeof(name), hostname, NULL);
         r = maildir_write(tfd, name, prefix, msg, len, &taken, err);
         if (r == RESULT_OK)
             break;
         if (!taken)
             goto out;
-        if (tries + 1 == MAILDIR_TRIES) {
+        if (once && tries == 0) {
+            /* a crashed attempt's leftover: the name belongs to this delivery alone */
+            maildir_unlink(tfd, name, "tmp");
+            continue;
+        }
+        if (once || tries + 1 == MAILDIR_TRIES) {
             r = result_fail(err, RESULT_TEMP, "4.3.0",
-                            "no unique file name in the Maildir's tmp/ after %d tries",
-                            MAILDIR_TRIES);
+                            "no unique file name in the Maildir's tmp/ after %d tries", tries + 1);
             goto out;
         }
     }
@@ -357,9 +435,20 @@ static void maildir_mkparents(const char *maildir)
 static void maildir_courier(const struct courier_job *j, struct rcpt_result *res)
 {
     struct courier_local cl;
+    char uniq[ENV_ID_MAX + 24];
+    struct maildir_once once = {.uniq = uniq}, *op = NULL;
+    const struct envelope *env = j->env;
+
     courier_local_init(&cl, j, &res[0]);
+    /* the queue id and the recipient's index in its envelope name this delivery */
+    if (env && envelope_id_valid(env->id) && j->n == 1 && j->rcpts[0] >= env->rcpts &&
+        j->rcpts[0] < env->rcpts + env->nrcpt) {
+        snprintf(uniq, sizeof(uniq), "%s_%zu", env->id, (size_t)(j->rcpts[0] - env->rcpts));
+        once.time = env->created;
+        op = &once;
+    }
     maildir_mkparents(j->arg);
-    maildir_deliver(j->arg, cl.prefix, j->msg, j->len, j->hostname, &res[0]);
+    maildir_deliver(j->arg, cl.prefix, j->msg, j->len, j->hostname, op, &res[0]);
 }
 
 const struct courier_ops courier_maildir = {.name = "maildir", .deliver = maildir_courier};

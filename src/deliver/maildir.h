@@ -14,6 +14,30 @@
  * CRLF too, but LF files are what every other MTA writes and what IMAP
  * servers count sizes on.
  *
+ * Exactly once across crashes (with struct maildir_once, which the courier
+ * always passes for a queued item): NAME is "TIME.UNIQ.host", TIME the
+ * item's arrival and UNIQ "QUEUEID_RCPTINDEX" (the queue id is unique on
+ * the host: time, counter and 64 random bits; the index tells apart two
+ * recipients of one item that share a Maildir).  Before writing, new/NAME
+ * and every cur/ entry whose unique part is UNIQ (a reader may have moved
+ * it and added ":2,FLAGS") are looked for; if one exists the delivery is
+ * OK without a second copy.  So a delivery repeated because tern was killed
+ * after the link into new/ but before the envelope said "sent" writes
+ * nothing.  Limits: a copy the user already deleted, or one a reader
+ * renamed beyond adding flags, or (in new/) one written under another
+ * hostname, is delivered again; cur/ is scanned only when its mtime is not
+ * older than the item's arrival (a clock stepped back can hide a copy).
+ *
+ * What stays at-least-once, and why: the MDA and pipe couriers hand the
+ * message to a program, which tern cannot ask "did you already take item X
+ * for recipient Y?" -- a kill between the program's exit 0 and the
+ * envelope update runs it again (procmail, maildrop, a script); remote SMTP
+ * likewise: a kill after the next hop's 250 and before the envelope update
+ * sends the message again (RFC 5321 section 6.1 accepts duplicates over
+ * losses; the receiver may dedupe on Message-ID).  Closing those windows
+ * would need a write + fsync of the envelope before and after every
+ * delivery, and would still leave the window inside the program.
+ *
  * Safety: the Maildir and its tmp/, new/ and cur/ may not be symbolic links
  * (PERM 5.2.0); all are created (mode 0700) when absent, but not the
  * Maildir's parent.  Disk full (4.3.1), quota (4.2.2), I/O errors (4.3.0),
@@ -24,16 +48,26 @@
 #define TERN_DELIVER_MAILDIR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "deliver/courier.h"
+
+/* What names one delivery, so that it is made at most once (see above). */
+struct maildir_once {
+    int64_t time;     /* the file name's time part: the queued item's arrival */
+    const char *uniq; /* [A-Za-z0-9_-], no '.': "QUEUEID_RCPTINDEX" */
+};
 
 /*
  * Deliver prefix (may be NULL; e.g. "Return-Path: <a@b>\r\nDelivered-To:
  * c@d\r\n") followed by msg[0..len) into the Maildir at path.  hostname
- * goes into the file name ('/' and ':' escaped as the spec says).
+ * goes into the file name ('/' and ':' escaped as the spec says).  once
+ * NULL: a fresh unique name; else the delivery is made at most once (OK
+ * without writing when the copy is there already).
  * Blocking (several fsyncs): call it from a delivery worker thread.
  */
 enum result_class maildir_deliver(const char *path, const char *prefix, const char *msg, size_t len,
-                                  const char *hostname, struct rcpt_result *err);
+                                  const char *hostname, const struct maildir_once *once,
+                                  struct rcpt_result *err);
 
 #endif

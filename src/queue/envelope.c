@@ -4,9 +4,10 @@
  *
  * Format, one field per line, LF line ends:
  *
- *   tern-envelope 1
+ *   tern-envelope 2             (1 when msg-size and msg-crc32c are absent)
  *   id 1712345678-0000002a-9f3a0c1d2e3b4a5f
  *   created 1712345678          next-attempt 1712345678
+ *   msg-size 2345               msg-crc32c 0a1b2c3d  (version 2 only, both required)
  *   sender <alice@example.org>  (sender <> for the null sender)
  *   ret hdrs  envid ...  smtputf8 no  8bitmime yes  delay-warned no
  *   helo ...  peer ...  auth-user ...
@@ -261,6 +262,8 @@ static bool format_check(const struct envelope *env)
         return false;
     if (!time_ok(env->created) || !time_ok(env->next_attempt))
         return false;
+    if (env->msg_sum && env->msg_size > ENV_MSG_SIZE_MAX)
+        return false;
     if (env->ret != RET_NONE && env->ret != RET_FULL && env->ret != RET_HDRS)
         return false;
     for (size_t i = 0; i < env->nrcpt; i++) {
@@ -282,11 +285,16 @@ int envelope_format(const struct envelope *env, struct buf *b)
     if (!format_check(env))
         return -1;
     char line[32];
-    snprintf(line, sizeof(line), "%s %d\n", ENV_MAGIC, ENV_VERSION);
+    snprintf(line, sizeof(line), "%s %d\n", ENV_MAGIC, env->msg_sum ? ENV_VERSION : 1);
     buf_append(b, line, strlen(line));
     put(b, "id", env->id);
     put_num(b, "created", (uint64_t)env->created);
     put_num(b, "next-attempt", (uint64_t)env->next_attempt);
+    if (env->msg_sum) {
+        put_num(b, "msg-size", env->msg_size);
+        snprintf(line, sizeof(line), "%08x", (unsigned)env->msg_crc);
+        put(b, "msg-crc32c", line);
+    }
     /* the sender inside <>, so that the null sender reads as itself */
     buf_append(b, "sender <", 8);
     put_value(b, S(env->sender));
@@ -332,6 +340,8 @@ enum env_key {
     K_HELO,
     K_PEER,
     K_AUTH,
+    K_MSGSIZE,
+    K_MSGCRC,
     /* recipient section */
     K_RCPT,
     K_ORIG,
@@ -358,6 +368,8 @@ static const char *const key_names[K__COUNT] = {
     [K_HELO] = "helo",
     [K_PEER] = "peer",
     [K_AUTH] = "auth-user",
+    [K_MSGSIZE] = "msg-size",
+    [K_MSGCRC] = "msg-crc32c",
     [K_RCPT] = "rcpt",
     [K_ORIG] = "orig",
     [K_ORCPT] = "orcpt",
@@ -545,6 +557,29 @@ static int field(struct parser *p, enum env_key k)
     case K_AUTH:
         env_setn(&env->auth_user, p->val, p->vlen);
         return ENV_OK;
+    case K_MSGSIZE:
+        if (env->version < 2)
+            return fail(p, "msg-size in a version %d envelope", env->version);
+        if (num_parse_u64(p->val, ENV_MSG_SIZE_MAX, &v) < 0)
+            return fail(p, "msg-size: not a size up to %llu octets",
+                        (unsigned long long)ENV_MSG_SIZE_MAX);
+        env->msg_size = v;
+        return ENV_OK;
+    case K_MSGCRC: {
+        uint32_t c = 0;
+        if (env->version < 2)
+            return fail(p, "msg-crc32c in a version %d envelope", env->version);
+        if (p->vlen != 8)
+            return fail(p, "msg-crc32c: expected 8 hexadecimal digits");
+        for (size_t i = 0; i < 8; i++) {
+            int h = hexval(p->val[i]);
+            if (h < 0)
+                return fail(p, "msg-crc32c: expected 8 hexadecimal digits");
+            c = c << 4 | (uint32_t)h;
+        }
+        env->msg_crc = c;
+        return ENV_OK;
+    }
     case K_RCPT:
         if (p->vlen == 0)
             return fail(p, "rcpt: empty address");
@@ -604,18 +639,23 @@ static int magic_line(struct parser *p, const char *s, size_t n)
     uint64_t ver;
     if (num_parse_u64(v, 1000000, &ver) < 0)
         return fail(p, "malformed envelope version");
-    if (ver != ENV_VERSION)
-        return fail(p, "unsupported envelope version %llu (this tern reads %d)",
-                    (unsigned long long)ver, ENV_VERSION);
+    if (ver < ENV_VERSION_MIN || ver > ENV_VERSION)
+        return fail(p, "unsupported envelope version %llu (this tern reads %d to %d)",
+                    (unsigned long long)ver, ENV_VERSION_MIN, ENV_VERSION);
+    p->env->version = (int)ver;
     return ENV_OK;
 }
 
 /* Could s[0..n) be the start of a magic line?  (A file cut within its first line.) */
 static bool magic_prefix(const char *s, size_t n)
 {
-    char m[32];
-    snprintf(m, sizeof(m), "%s %d", ENV_MAGIC, ENV_VERSION);
-    return n <= strlen(m) && memcmp(s, m, n) == 0;
+    for (int v = ENV_VERSION_MIN; v <= ENV_VERSION; v++) {
+        char m[32];
+        snprintf(m, sizeof(m), "%s %d", ENV_MAGIC, v);
+        if (n <= strlen(m) && memcmp(s, m, n) == 0)
+            return true;
+    }
+    return false;
 }
 
 static int parse_line(struct parser *p, const char *s, size_t n)
@@ -702,8 +742,17 @@ int envelope_parse(const char *data, size_t len, struct envelope *env, char *why
             goto out;
         }
     }
-    if (env->nrcpt == 0)
+    if (env->nrcpt == 0) {
         rc = fail(p, "no rcpt line");
+        goto out;
+    }
+    if (env->version >= 2) {
+        if (!(p->seen & (1u << K_MSGSIZE)) || !(p->seen & (1u << K_MSGCRC))) {
+            rc = fail(p, "no msg-size or msg-crc32c line (required in version %d)", env->version);
+            goto out;
+        }
+        env->msg_sum = true;
+    }
 out:
     free(p);
     return rc;
@@ -721,7 +770,9 @@ bool envelope_equal(const struct envelope *a, const struct envelope *b)
         a->smtputf8 != b->smtputf8 || a->eightbitmime != b->eightbitmime ||
         !streq(a->helo, b->helo) || !streq(a->peer, b->peer) ||
         !streq(a->auth_user, b->auth_user) || a->delay_warned != b->delay_warned ||
-        a->nrcpt != b->nrcpt)
+        a->nrcpt != b->nrcpt || a->msg_sum != b->msg_sum)
+        return false;
+    if (a->msg_sum && (a->msg_size != b->msg_size || a->msg_crc != b->msg_crc))
         return false;
     for (size_t i = 0; i < a->nrcpt; i++) {
         const struct env_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];

@@ -7,11 +7,14 @@
  * (pending / sent / failed, attempts, last error, the courier chosen).
  *
  * The on-disk form is one "key value" per line, versioned first line
- * ("tern-envelope 1"), an "end" line last so that a file cut short by a
- * crash is recognised.  Values are escaped (%XX) so that no control
- * character and no '%' ever appears raw; octets >= 0x80 stay as they are
- * (UTF-8 addresses remain readable).  Unknown keys, repeated keys, missing
- * required keys and anything after "end" are refused.
+ * ("tern-envelope 2"), an "end" line last so that a file cut short is
+ * recognised.  Version 2 adds the size and CRC-32C of the message file
+ * ("msg-size", "msg-crc32c", both required) so that the store can tell a
+ * damaged .msg; version 1 (no checksum, written by older tern) is still
+ * read, and an envelope without a checksum is written as version 1.  Values are escaped (%XX) so
+ * that no control character and no '%' ever appears raw; octets >= 0x80 stay as they are (UTF-8
+ * addresses remain readable).  Unknown keys, repeated keys, missing required keys and anything
+ * after "end" are refused.
  *
  * Ownership: every string in a struct envelope is a heap copy owned by the
  * envelope (never NULL once envelope_init() has run; "" means absent);
@@ -29,11 +32,13 @@
 #include "core/command.h" /* enum dsn_ret, enum dsn_notify */
 
 #define ENV_MAGIC "tern-envelope"
-#define ENV_VERSION 1
-#define ENV_ID_MAX 64               /* [A-Za-z0-9_-], not empty: safe as a file name */
-#define ENV_VALUE_MAX 4096          /* decoded octets of one value */
-#define ENV_RCPT_MAX 100000         /* recipients per envelope */
-#define ENV_TIME_MAX 253402300799LL /* 9999-12-31T23:59:59Z */
+#define ENV_VERSION 2                 /* written when the message checksum is known */
+#define ENV_VERSION_MIN 1             /* oldest version read */
+#define ENV_MSG_SIZE_MAX (1ull << 40) /* largest msg-size accepted */
+#define ENV_ID_MAX 64                 /* [A-Za-z0-9_-], not empty: safe as a file name */
+#define ENV_VALUE_MAX 4096            /* decoded octets of one value */
+#define ENV_RCPT_MAX 100000           /* recipients per envelope */
+#define ENV_TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
 #define ENV_ATTEMPTS_MAX 1000000u
 
 enum env_rcpt_status {
@@ -67,6 +72,10 @@ struct envelope {
     char *peer;              /* the client's address, e.g. "[192.0.2.1]:4567" */
     char *auth_user;         /* authenticated user, "" if none */
     bool delay_warned;       /* a "delayed" DSN has been sent */
+    bool msg_sum;            /* msg_size and msg_crc are known (set by qstore_commit) */
+    uint64_t msg_size;       /* octets of the message file */
+    uint32_t msg_crc;        /* CRC-32C of the message file */
+    int version;             /* as read by envelope_parse(): 1 or 2; 0: no version line */
     struct env_rcpt *rcpts;
     size_t nrcpt, rcpt_cap;
 };

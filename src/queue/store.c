@@ -3,13 +3,15 @@
  * protocol).
  *
  * Every file is opened relative to a directory descriptor taken at open time
- * (openat/renameat/unlinkat), with O_NOFOLLOW, mode 0600.  A new item is
- * written straight into queue/ (.msg, fsync, then .env, fsync: an .env is
- * complete only with its final "end" line); a rewritten .env goes through
- * tmp/ and a rename.  The queue directory is fsynced before success is
- * reported; every return value is checked and the first failing one decides
- * errno.  Cleanup after a failure
- * never overwrites that errno.
+ * (openat/renameat/unlinkat), with O_NOFOLLOW, mode 0600.  A new item's
+ * .msg is written straight into queue/ and fsynced; its .env (with the
+ * .msg's size and CRC-32C) is written to tmp/, fsynced and renamed into
+ * queue/: a version 2 .env in queue/ was therefore whole when it got
+ * there, and one that is not whole now was damaged (quarantined, never
+ * discarded).  A rewritten .env also goes through tmp/ and a rename.  The
+ * queue directory is fsynced before success is reported; every return
+ * value is checked and the first failing one decides errno.  Cleanup after
+ * a failure never overwrites that errno.
  *
  * Thread safety: the struct is read-only after qstore_open() except for two
  * atomics (id counter, item count); callers never work on one id from two
@@ -35,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/crc32c.h"
 #include "core/log.h"
 
 struct qstore {
@@ -289,6 +292,9 @@ int qstore_commit(struct qstore *s, struct envelope *env, const char *msg, size_
     int e;
 
     qstore_new_id(s, env->id);
+    env->msg_sum = true;
+    env->msg_size = len;
+    env->msg_crc = crc32c_update(0, msg, len);
     if (envelope_format(env, &eb) < 0) {
         set_why(why, whylen, "envelope cannot be written (no recipient or value too long)");
         env->id[0] = '\0';
@@ -299,15 +305,17 @@ int qstore_commit(struct qstore *s, struct envelope *env, const char *msg, size_
     item_name(envname, sizeof(envname), env->id, "env");
 
     /*
-     * Straight into queue/, no rename: the .msg alone is inert (an orphan is
-     * removed at recovery), and the .env means something only once its final
-     * "end" line is there (an incomplete one is removed at recovery).  So: the
-     * .msg written and fsynced, then the .env written and fsynced, then the
-     * folder fsynced for both names -- and only then may the caller answer 250.
+     * The .msg straight into queue/ (alone it is inert: an orphan is removed
+     * at recovery), written and fsynced; then the .env written and fsynced in
+     * tmp/ and renamed into queue/, so that an .env in queue/ is always whole
+     * (a crash before the rename leaves junk in tmp/, removed at recovery);
+     * then the folder fsynced for both names -- and only then may the caller
+     * answer 250.  Same number of fsyncs as writing the .env in place.
      */
     if (write_at(s, s->queuefd, "queue", msgname, 1, msg, len, why, whylen) < 0)
         goto fail;
-    if (write_at(s, s->queuefd, "queue", envname, 1, eb.p, eb.len, why, whylen) < 0)
+    if (write_tmp(s, envname, 0, eb.p, eb.len, why, whylen) < 0 ||
+        publish(s, envname, why, whylen) < 0)
         goto fail_msg;
     if (sync_dir(s, s->queuefd, "queue", why, whylen) < 0)
         goto fail_env;
@@ -500,6 +508,104 @@ int qstore_read_env(struct qstore *s, const char *id, struct envelope *env, char
     }
     item_name(name, sizeof(name), id, "env");
     return read_env_file(s, name, env, why, whylen);
+}
+
+/* ---- integrity of the message file -------------------------------------- */
+
+int qstore_check_msg(const struct envelope *env, const char *msg, size_t len, char *why,
+                     size_t whylen)
+{
+    if (!env->msg_sum) /* version 1: nothing to compare with */
+        return 0;
+    if (len != env->msg_size) {
+        set_why(why, whylen, "message file damaged: %zu octets, the envelope says %llu", len,
+                (unsigned long long)env->msg_size);
+        return -1;
+    }
+    uint32_t crc = crc32c_update(0, msg, len);
+    if (crc != env->msg_crc) {
+        set_why(why, whylen, "message file damaged: CRC-32C %08x, the envelope says %08x",
+                (unsigned)crc, (unsigned)env->msg_crc);
+        return -1;
+    }
+    return 0;
+}
+
+/* Compare queue/name with env's size and checksum, reading it in chunks.
+ * 0 if it matches (or env has no checksum), QSTORE_DAMAGED with why if not,
+ * -1 with errno on an I/O error. */
+static int verify_msg_file(struct qstore *s, const char *name, const struct envelope *env,
+                           char *why, size_t whylen)
+{
+    if (!env->msg_sum)
+        return 0;
+    int fd = openat(s->queuefd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        set_why(why, whylen, "%s/queue/%s: %s", s->dir, name, strerror(e));
+        errno = e;
+        return -1;
+    }
+    struct stat st;
+    int rc = 0, e = 0;
+    if (fstat(fd, &st) < 0) {
+        e = errno;
+        rc = -1;
+    } else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != env->msg_size) {
+        set_why(why, whylen, "message file damaged: %llu octets, the envelope says %llu",
+                (unsigned long long)st.st_size, (unsigned long long)env->msg_size);
+        rc = QSTORE_DAMAGED;
+    } else {
+        static _Thread_local char chunk[65536];
+        uint32_t crc = 0;
+        uint64_t total = 0;
+        for (;;) {
+            ssize_t r = read(fd, chunk, sizeof(chunk));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                e = errno;
+                rc = -1;
+                break;
+            }
+            if (r == 0)
+                break;
+            crc = crc32c_update(crc, chunk, (size_t)r);
+            total += (uint64_t)r;
+        }
+        if (rc == 0 && (total != env->msg_size || crc != env->msg_crc)) {
+            set_why(why, whylen,
+                    "message file damaged: %llu octets with CRC-32C %08x, the envelope says %llu "
+                    "with %08x",
+                    (unsigned long long)total, (unsigned)crc, (unsigned long long)env->msg_size,
+                    (unsigned)env->msg_crc);
+            rc = QSTORE_DAMAGED;
+        }
+    }
+    if (rc < 0)
+        set_why(why, whylen, "%s/queue/%s: %s", s->dir, name, strerror(e));
+    if (close(fd) < 0)
+        log_warn("close after reading %s: %s", name, strerror(errno));
+    errno = e;
+    return rc;
+}
+
+int qstore_read_item(struct qstore *s, const char *id, struct envelope *env, struct buf *msg,
+                     char *why, size_t whylen)
+{
+    int rc = qstore_read_env(s, id, env, why, whylen);
+    if (rc != ENV_OK)
+        return rc;
+    size_t start = msg->len;
+    if (qstore_read_msg(s, id, msg, why, whylen) < 0)
+        return -1;
+    char w[200];
+    if (qstore_check_msg(env, msg->p + start, msg->len - start, w, sizeof(w)) < 0) {
+        set_why(why, whylen, "%s/queue/%s.msg: %s", s->dir, id, w);
+        msg->len = start;
+        return QSTORE_DAMAGED;
+    }
+    return 0;
 }
 
 /* ---- quarantine ---------------------------------------------------------- */
@@ -731,6 +837,19 @@ static bool recover_env(struct qstore *s, const char *id, bool readonly, qstore_
         snprintf(why, sizeof(why), "%s/queue/%s: its message file %s is missing", s->dir, envname,
                  msgname);
         rc = ENV_CORRUPT;
+    } else if (rc == ENV_OK && !readonly) {
+        char mwhy[400];
+        int v = verify_msg_file(s, msgname, &env, mwhy, sizeof(mwhy));
+        if (v < 0) {
+            log_error("%s (left in place)", mwhy);
+            st->errors++;
+            envelope_free(&env);
+            return false;
+        }
+        if (v == QSTORE_DAMAGED) {
+            snprintf(why, sizeof(why), "%s/queue/%s: %s", s->dir, msgname, mwhy);
+            rc = QSTORE_DAMAGED;
+        }
     }
     if (readonly) {
         if (rc == ENV_OK)
@@ -738,6 +857,7 @@ static bool recover_env(struct qstore *s, const char *id, bool readonly, qstore_
         envelope_free(&env);
         return rc == ENV_OK;
     }
+    int moved;
     switch (rc) {
     case ENV_OK:
         fn(ctx, &env);
@@ -745,15 +865,37 @@ static bool recover_env(struct qstore *s, const char *id, bool readonly, qstore_
         st->recovered++;
         return true;
     case ENV_INCOMPLETE:
-        /* cut short while being written: the client never had its 250 */
-        log_info("%s; incomplete item %s discarded", why, id);
-        unlink_quiet(s, s->queuefd, "queue", envname);
-        unlink_quiet(s, s->queuefd, "queue", msgname);
-        st->incomplete++;
+        if (env.version == 1) {
+            /* written in place by an older tern and cut short while being written:
+             * the client never had its 250 */
+            log_info("%s; incomplete item %s discarded", why, id);
+            unlink_quiet(s, s->queuefd, "queue", envname);
+            unlink_quiet(s, s->queuefd, "queue", msgname);
+            st->incomplete++;
+            break;
+        }
+        /* an .env only reaches queue/ whole (renamed from tmp/): this one was
+         * damaged after it was committed, and the client may have had its 250 */
+        snprintf(reason, sizeof(reason), "envelope damaged after it was committed: %s", why);
+        log_error("id=%s: %s", id, reason);
+        moved = quarantine_item(s, id, false, reason);
+        if (moved > 0)
+            st->quarantined += (size_t)moved;
+        else
+            st->errors++;
+        break;
+    case QSTORE_DAMAGED:
+        snprintf(reason, sizeof(reason), "%s", why);
+        log_error("id=%s: %s", id, reason);
+        moved = quarantine_item(s, id, false, reason);
+        if (moved > 0)
+            st->quarantined += (size_t)moved;
+        else
+            st->errors++;
         break;
     default:
         snprintf(reason, sizeof(reason), "unusable envelope: %s", why);
-        int moved = quarantine_item(s, id, false, reason);
+        moved = quarantine_item(s, id, false, reason);
         if (moved > 0)
             st->quarantined += (size_t)moved;
         else

@@ -7,15 +7,24 @@
  *   DIR/quarantine/  items that could not be read, kept for a person to look at,
  *                    with ID.why saying why
  *
- * An item exists once queue/ID.env exists complete (its last line is
- * "end"); qstore_commit() writes and fsyncs ID.msg, then writes and fsyncs
- * ID.env, both straight into queue/, then fsyncs the queue directory before
- * it returns 0, which is the moment the server may answer 250.  A crash at
- * any earlier instant leaves nothing that recovery keeps (an .env without
- * its end line and a .msg without an .env are removed).  Every function is synchronous, reports
- * failure as -1 with errno set (ENOSPC and EDQUOT are passed through so that the caller can answer
- * 452) and may run in several threads at once on different ids: a store's
- * only mutable state is atomic (the id counter and the item count).
+ * An item exists once queue/ID.env exists.  qstore_commit() writes and
+ * fsyncs queue/ID.msg, then writes and fsyncs tmp/ID.env (envelope version
+ * 2: it records the .msg's size and CRC-32C), renames it to queue/ID.env
+ * and fsyncs the queue directory before it returns 0, which is the moment
+ * the server may answer 250.  A crash at any earlier instant leaves nothing
+ * that recovery keeps (tmp/ is emptied, a .msg without an .env removed).
+ * Since a version 2 .env arrives in queue/ whole, recovery tells the two
+ * kinds of trouble apart: "incomplete" is only a version 1 .env without
+ * its end line (written in place by an older tern: removed, as it always
+ * was), while a version 2 .env cut short, a corrupt .env, or a .msg whose
+ * size or checksum differs from its envelope's was damaged after the 250:
+ * quarantined with a reason, logged as an error, never delivered.  The
+ * delivery path checks the .msg again (qstore_read_item).  Version 1 items
+ * (no checksum) are still recovered and delivered.  Every function is
+ * synchronous, reports failure as -1 with errno set (ENOSPC and EDQUOT are
+ * passed through so that the caller can answer 452) and may run in several
+ * threads at once on different ids: a store's only mutable state is atomic
+ * (the id counter and the item count).
  */
 #ifndef TERN_QUEUE_STORE_H
 #define TERN_QUEUE_STORE_H
@@ -27,7 +36,10 @@
 #include "core/buf.h"
 #include "queue/envelope.h"
 
-#define QSTORE_ENV_MAX (16u << 20)   /* largest .env read back (16 MiB) */
+#define QSTORE_ENV_MAX (16u << 20) /* largest .env read back (16 MiB) */
+/* qstore_read_item(): the .msg differs from its envelope's size or checksum
+ * (after ENV_OK = 0, ENV_INCOMPLETE, ENV_CORRUPT). */
+#define QSTORE_DAMAGED 3
 #define QSTORE_MSG_MAX (1024u << 20) /* largest .msg read into memory (1 GiB) */
 
 struct qstore;
@@ -41,7 +53,7 @@ struct qstore_io {
 /* What qstore_recover() did. */
 struct qstore_stats {
     size_t recovered;   /* complete items handed to the callback */
-    size_t incomplete;  /* .env without its end line: removed with its .msg */
+    size_t incomplete;  /* version 1 .env without its end line: removed with its .msg */
     size_t orphans;     /* .msg without .env: removed */
     size_t quarantined; /* files moved to quarantine/ */
     size_t tmp_removed; /* leftovers removed from tmp/ */
@@ -97,6 +109,22 @@ int qstore_read_msg(struct qstore *s, const char *id, struct buf *out, char *why
 /* Open an item's message for reading (O_CLOEXEC); the caller closes it. */
 int qstore_open_msg(struct qstore *s, const char *id);
 
+/*
+ * Read an item for delivery: its envelope into env (initialised here; freed
+ * by the caller whatever the result) and its message appended to msg, checked
+ * against the envelope's size and CRC-32C (version 2).  Returns 0;
+ * ENV_INCOMPLETE or ENV_CORRUPT (the envelope), QSTORE_DAMAGED (the message;
+ * nothing appended): why says what, and the item should be quarantined; or
+ * -1 with errno on an I/O error (ENOENT: the item is gone).
+ */
+int qstore_read_item(struct qstore *s, const char *id, struct envelope *env, struct buf *msg,
+                     char *why, size_t whylen);
+
+/* 0 if msg[0..len) matches env's size and CRC-32C (or env has none: version
+ * 1), else -1 with why ("message file damaged: ..."). */
+int qstore_check_msg(const struct envelope *env, const char *msg, size_t len, char *why,
+                     size_t whylen);
+
 /* Read and parse an item's envelope.  Returns an enum env_parse_result (the
  * envelope must be envelope_free()d whatever the result), or -1 with errno
  * on an I/O error. */
@@ -109,9 +137,11 @@ int qstore_quarantine(struct qstore *s, const char *id, const char *reason);
 
 /*
  * Start-up recovery: empties tmp/, then for each item in queue/ (in id order):
- * complete -> fn; INCOMPLETE .env -> removed with its .msg; .msg without .env
- * -> removed; CORRUPT .env (or one whose .msg is missing, or a file that is
- * no item) -> quarantined.  Sets the item count.  Returns 0 (details in
+ * complete, and its .msg matches the envelope's size and CRC-32C -> fn;
+ * INCOMPLETE version 1 .env -> removed with its .msg; .msg without .env ->
+ * removed; anything else (a CORRUPT .env, a version 2 .env cut short, a
+ * .msg that is missing or damaged, a file that is no item) -> quarantined,
+ * damage logged as an error.  Sets the item count.  Returns 0 (details in
  * *stats, may be NULL), or -1 with why if the spool cannot be read at all.
  * Run it before any commit, from one thread.
  */

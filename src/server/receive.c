@@ -1,7 +1,7 @@
 /*
  * receive.c - what `tern serve` accepts, and the promise behind its 250.
  *
- * Policy at each step: AUTH against the users files; MAIL from an
+ * Policy at each step: AUTH against the users files (below); MAIL from an
  * authenticated user only as one of its own addresses (when
  * senders_must_match), and only while the queue has room (452 4.3.1);
  * RCPT to a local user or alias (550 5.1.1 otherwise), to another domain
@@ -17,27 +17,54 @@
  * commit; a full disk answers 452, any other failure 451.  The committed
  * item then goes to the delivery engine.
  *
+ * AUTH resists guessing.  The password is hashed (yescrypt, tens of
+ * milliseconds of CPU) on a small pool of its own, never on the event loop,
+ * and the session waits (SMTP_V_PENDING) meanwhile.  At most
+ * RECEIVE_AUTH_PENDING_MAX checks are in flight, RECEIVE_AUTH_PER_NET of
+ * them from one client network (beyond: 454 4.7.0 at once); a check whose
+ * session closed before a thread took it is skipped.
+ * Failures are counted across sessions per client network (IPv4 /24, IPv6
+ * /64) and per user name (normalized like a login) in fixed-size tables
+ * (server/throttle.h): a failure is answered after a growing delay (0.5 s
+ * doubling, at most 4 s), and once either count reaches auth_max_failures
+ * AUTH answers 454 4.7.0 at once, without hashing, for auth_lockout.  A
+ * successful login clears its user's count (not its network's).  Every
+ * failure is one log line, "auth failed: ip=ADDR user=NAME session=N" (the
+ * address first: a user name cannot pose as it), and a lock one more.
+ *
  * Every session holds the configuration snapshot in force when it
  * connected (taken in on_connect, dropped in on_close): a reload in the
  * middle of a transaction never mixes two configurations.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
+#include "conf/aliases.h"
 #include "conf/snapshot.h"
+#include "core/clock.h"
 #include "core/header.h"
 #include "core/log.h"
 #include "deliver/engine.h"
 #include "deliver/route.h"
 #include "queue/store.h"
 #include "server/serve.h"
+#include "server/throttle.h"
 #include "server/workers.h"
 #include "smtp/session.h"
 
 #define RECEIVE_MAX_HOPS 30
+#define RECEIVE_AUTH_THREADS 2        /* hashing is CPU work: about the cores of a small box */
+#define RECEIVE_AUTH_PENDING_MAX 32   /* checks in flight; then 454 at once */
+#define RECEIVE_AUTH_PER_NET 4        /* checks in flight from one client network */
+#define RECEIVE_THROTTLE_ENTRIES 4096 /* per table (networks, users): 128 KiB each */
+#define RECEIVE_KEY_MAX 512           /* "user:" + 64 + "@" + 255 */
 
 /* The configuration this session started with. */
 static struct snapshot *receive_snap(struct smtp_session *s)
@@ -59,6 +86,8 @@ static void receive_rcpt_addr(const struct policy *p, const struct conf *c,
     snprintf(out, size, "postmaster@%.240s", d);
 }
 
+static void receive_auth_cancel(struct receive_auth *ra, struct smtp_session *s);
+
 /* ---- hooks ----------------------------------------------------------------- */
 
 static void receive_connect(void *ctx, struct smtp_session *s, struct smtp_verdict *v)
@@ -70,20 +99,195 @@ static void receive_connect(void *ctx, struct smtp_session *s, struct smtp_verdi
 
 static void receive_close(void *ctx, struct smtp_session *s)
 {
-    (void)ctx;
+    struct serve *sv = ctx;
+    if (sv->auth)
+        receive_auth_cancel(sv->auth, s);
     snapshot_put(smtp_session_data(s));
     smtp_session_set_data(s, NULL);
+}
+
+/* ---- AUTH ------------------------------------------------------------------ */
+
+struct auth_job {
+    struct receive_auth *ra;
+    struct smtp_server *srv;
+    uint64_t session_id;
+    struct snapshot *snap; /* a reference: the job may outlive its session */
+    char user[1024], pass[1024];
+    char host[INET6_ADDRSTRLEN + 8], net[INET6_ADDRSTRLEN + 8], user_key[RECEIVE_KEY_MAX];
+    atomic_bool cancelled; /* the session went away before the check began: skip it */
+    bool ok, skipped;
+    struct auth_job *prev, *next; /* in flight (loop thread only) */
+};
+
+struct receive_auth {
+    struct workers *pool;
+    struct throttle *nets, *users;
+    struct auth_job *inflight; /* submitted, done() not yet run */
+    size_t ninflight;
+    atomic_bool stopping; /* checks not begun are skipped */
+};
+
+void receive_init(struct serve *sv)
+{
+    uint64_t seed[2];
+    if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+        seed[0] = clock_mono_us();
+        seed[1] = (uint64_t)time(NULL) * 2654435761u;
+    }
+    struct receive_auth *ra = calloc(1, sizeof(*ra));
+    if (!ra)
+        fatal("out of memory");
+    ra->pool = workers_new(sv->base, RECEIVE_AUTH_THREADS);
+    ra->nets = throttle_new(RECEIVE_THROTTLE_ENTRIES, seed[0]);
+    ra->users = throttle_new(RECEIVE_THROTTLE_ENTRIES, seed[1]);
+    atomic_init(&ra->stopping, false);
+    sv->auth = ra;
+}
+
+void receive_free(struct serve *sv)
+{
+    struct receive_auth *ra = sv->auth;
+    if (!ra)
+        return;
+    atomic_store(&ra->stopping, true);
+    workers_free(ra->pool); /* checks in flight end (skipped if not begun) and answer */
+    throttle_free(ra->nets);
+    throttle_free(ra->users);
+    free(ra);
+    sv->auth = NULL;
+}
+
+/* The throttle key of a login: "user:LOCAL@DOMAIN" normalized as policy_auth()
+ * looks users up (case, drop characters), so that variants share one count. */
+static void receive_user_key(const struct snapshot *snap, const char *login, char *out, size_t size)
+{
+    const char *at = strrchr(login, '@');
+    char local[USERS_NAME_MAX + 1];
+    if (at && at > login && (size_t)(at - login) <= USERS_NAME_MAX) {
+        char part[USERS_NAME_MAX + 1];
+        memcpy(part, login, (size_t)(at - login));
+        part[at - login] = '\0';
+        alias_key(part, snap->policy.drop_chars, NULL, local);
+        snprintf(out, size, "user:%s@%.255s", local, at + 1);
+    } else {
+        snprintf(out, size, "user:%.255s", login);
+    }
+    for (char *p = out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+}
+
+static void auth_run(void *arg)
+{
+    struct auth_job *j = arg;
+    if (atomic_load(&j->cancelled) || atomic_load(&j->ra->stopping))
+        j->skipped = true;
+    else
+        j->ok = policy_auth(&j->snap->policy, j->user, j->pass);
+    explicit_bzero(j->pass, sizeof(j->pass));
+}
+
+static void auth_done(void *arg)
+{
+    struct auth_job *j = arg;
+    struct receive_auth *ra = j->ra;
+    const struct conf *c = &j->snap->conf;
+    struct throttle_conf tc = {.max_failures = c->auth_max_failures,
+                               .lockout_ms = c->auth_lockout_ms};
+    unsigned long long id = (unsigned long long)j->session_id;
+    struct smtp_verdict v;
+
+    *(j->prev ? &j->prev->next : &ra->inflight) = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    ra->ninflight--;
+    memset(&v, 0, sizeof(v));
+    if (j->skipped) {
+        smtp_verdict_set(&v, 454, "4.7.0", "Temporary authentication failure, try again later");
+    } else if (j->ok) {
+        throttle_clear(ra->users, j->user_key);
+        smtp_verdict_set(&v, 235, "2.7.0", "Authentication successful");
+        log_info("auth ok: ip=%s user=%s session=%llu", j->host, j->user, id);
+    } else {
+        uint64_t now = clock_mono_ms();
+        bool net_locked, user_locked;
+        unsigned nn = throttle_fail(ra->nets, j->net, now, &tc, &net_locked);
+        unsigned nu = throttle_fail(ra->users, j->user_key, now, &tc, &user_locked);
+        smtp_verdict_set(&v, 535, "5.7.8", "Authentication credentials invalid");
+        v.delay_ms = throttle_delay_ms(nn > nu ? nn : nu);
+        log_info("auth failed: ip=%s user=%s session=%llu", j->host, j->user, id);
+        if (net_locked)
+            log_warn("auth locked: net=%s failures=%u for=%llus session=%llu", j->net, nn,
+                     (unsigned long long)(tc.lockout_ms / 1000), id);
+        if (user_locked)
+            log_warn("auth locked: user=%s failures=%u for=%llus session=%llu", j->user, nu,
+                     (unsigned long long)(tc.lockout_ms / 1000), id);
+    }
+    smtp_server_resume(j->srv, j->session_id, &v); /* a session gone meanwhile: nothing to say */
+    snapshot_put(j->snap);
+    explicit_bzero(j, sizeof(*j));
+    free(j);
+}
+
+/* A session that closes while its check waits for a thread: the check is skipped (nobody
+ * would learn its result, so it need not count either). */
+static void receive_auth_cancel(struct receive_auth *ra, struct smtp_session *s)
+{
+    for (struct auth_job *j = ra->inflight; j; j = j->next)
+        if (j->srv == smtp_session_server(s) && j->session_id == smtp_session_id(s))
+            atomic_store(&j->cancelled, true);
 }
 
 static void receive_auth(void *ctx, struct smtp_session *s, const char *user, const char *pass,
                          struct smtp_verdict *v)
 {
-    (void)ctx;
-    bool ok = policy_auth(&receive_snap(s)->policy, user, pass);
-    if (ok)
-        smtp_verdict_set(v, 235, "2.7.0", "Authentication successful");
-    log_info("session %llu: AUTH %s for %s", (unsigned long long)smtp_session_id(s),
-             ok ? "ok" : "failed", user);
+    struct serve *sv = ctx;
+    struct receive_auth *ra = sv->auth;
+    struct snapshot *snap = receive_snap(s);
+    unsigned long long id = (unsigned long long)smtp_session_id(s);
+    char host[INET6_ADDRSTRLEN + 8], net[INET6_ADDRSTRLEN + 8], ukey[RECEIVE_KEY_MAX];
+
+    throttle_net(smtp_session_peer(s), net, sizeof(net), host, sizeof(host));
+    receive_user_key(snap, user, ukey, sizeof(ukey));
+    uint64_t now = clock_mono_ms();
+    uint64_t wait = throttle_locked(ra->nets, net, now);
+    uint64_t wait_user = throttle_locked(ra->users, ukey, now);
+    if (wait || wait_user) {
+        smtp_verdict_set(v, 454, "4.7.0", "Too many authentication failures, try again later");
+        log_info("auth refused: ip=%s user=%s session=%llu locked=%s for=%llus", host, user, id,
+                 wait ? "net" : "user",
+                 (unsigned long long)((wait > wait_user ? wait : wait_user) + 999) / 1000);
+        return;
+    }
+    size_t same_net = 0;
+    for (const struct auth_job *j = ra->inflight; j; j = j->next)
+        same_net += strcmp(j->net, net) == 0;
+    if (ra->ninflight >= RECEIVE_AUTH_PENDING_MAX || same_net >= RECEIVE_AUTH_PER_NET) {
+        smtp_verdict_set(v, 454, "4.7.0", "Temporary authentication failure, try again later");
+        log_warn("auth busy: ip=%s user=%s session=%llu: %zu checks in flight, %zu from %s", host,
+                 user, id, ra->ninflight, same_net, net);
+        return;
+    }
+    struct auth_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        fatal("out of memory");
+    j->ra = ra;
+    j->srv = smtp_session_server(s);
+    j->session_id = smtp_session_id(s);
+    j->snap = snapshot_ref(snap);
+    snprintf(j->user, sizeof(j->user), "%s", user);
+    snprintf(j->pass, sizeof(j->pass), "%s", pass);
+    memcpy(j->host, host, sizeof(host));
+    memcpy(j->net, net, sizeof(net));
+    memcpy(j->user_key, ukey, sizeof(ukey));
+    atomic_init(&j->cancelled, false);
+    j->next = ra->inflight;
+    if (j->next)
+        j->next->prev = j;
+    ra->inflight = j;
+    ra->ninflight++;
+    v->action = SMTP_V_PENDING;
+    workers_submit(ra->pool, auth_run, auth_done, j);
 }
 
 static void receive_mail(void *ctx, struct smtp_session *s, const struct mail_params *p,

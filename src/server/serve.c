@@ -6,10 +6,13 @@
  * FILE:LINE: what (the same text as `tern check-config`).  Then: the
  * snapshot (tern.conf, users, aliases), TLS (the configured certificate,
  * or a generated self-signed one so that STARTTLS and AUTH work out of the
- * box), the queue and the pickup spool, the worker pools, the listeners:
+ * box), the worker pools, the listeners:
  * smtp (25: local recipients, relay only after AUTH), submission (587:
- * AUTH required) and submissions (465: implicit TLS, AUTH required); then
- * the engine recovers the queue and takes in the pickup folder.
+ * AUTH required) and submissions (465: implicit TLS, AUTH required).
+ * Started as root, it then becomes [server] user for good (privsep.h: it
+ * refuses to start as root without one); the queue and the pickup spool
+ * are opened as that user, the engine recovers the queue and takes in the
+ * pickup folder.
  *
  * The engine is driven by events: a libevent timer armed at its next
  * wake-up, the delivery pool as its executor, an inotify watch on the
@@ -42,6 +45,7 @@
 #include "core/netaddr.h"
 #include "deliver/engine.h"
 #include "queue/store.h"
+#include "server/privsep.h"
 #include "server/workers.h"
 #include "smtp/listen.h"
 #include "smtp/session.h"
@@ -242,6 +246,9 @@ static const char serve_usage[] =
     "\n"
     "  --config FILE   configuration (default $TERN_CONFIG or /etc/tern/tern.conf)\n"
     "\n"
+    "Started as root it needs [server] user: it binds and reads its TLS key as root,\n"
+    "then runs (and delivers) as that user only.\n"
+    "\n"
     "Signals: HUP reloads the configuration, users and aliases; USR1 retries the\n"
     "queue now; TERM/INT stop (421 to open sessions; the queue is kept).\n"
     "See docs/CONFIG.md.\n";
@@ -290,19 +297,26 @@ int serve_main(int argc, char **argv)
     const struct conf *cf = &sv.boot->conf; /* start-up settings (listeners, paths, TLS) */
     log_set_prefix("serve");
     signal(SIGPIPE, SIG_IGN);
+    struct privsep ps;
+    if (privsep_plan(cf, &ps, why, sizeof(why)) < 0) {
+        fprintf(stderr, "tern serve: %s\n", why);
+        return 2;
+    }
+    if (privsep_prepare(cf, &ps, why, sizeof(why)) < 0) {
+        fprintf(stderr, "tern serve: %s\n", why);
+        return 1;
+    }
     sv.tls = tls_server_ctx(cf->tls_cert[0] ? cf->tls_cert : NULL,
                             cf->tls_key[0] ? cf->tls_key : NULL, cf->hostname, why, sizeof(why));
     if (!sv.tls) {
         fprintf(stderr, "tern serve: TLS: %s\n", why);
         return 2;
     }
-    if (!(sv.store = serve_open_spool(cf->data_dir, "queue")) ||
-        !(sv.pickup = serve_open_spool(cf->data_dir, "pickup")))
-        return 1;
     sv.base = event_base_new();
     if (!sv.base)
         fatal("cannot create the event loop");
     sv.commit_pool = workers_new(sv.base, 8);
+    receive_init(&sv);
     sv.deliver_pool = workers_new(sv.base, cf->concurrency);
     for (size_t k = 0; k < COURIER_KINDS; k++)
         if (courier_table[k]->thread_exit)
@@ -311,13 +325,24 @@ int serve_main(int argc, char **argv)
     if (!sv.timer)
         fatal("cannot create the delivery timer");
 
+    struct smtp_limits_conf lc = {
+        .max_sessions = cf->max_sessions,
+        .max_sessions_per_ip = cf->max_sessions_per_ip,
+        .max_connect_rate_per_ip = cf->max_connect_rate_per_ip,
+        .body_memory = cf->body_memory,
+    };
+    struct smtp_limits *limits = smtp_limits_new(&lc); /* shared by smtp and submission */
+    log_info("at most %u sessions", smtp_limits_max_sessions(limits));
     struct smtp_server_conf sc = {
         .hostname = cf->hostname,
         .max_size = cf->max_size,
         .max_rcpts = cf->max_rcpts,
         .max_errors = cf->max_errors,
         .idle_timeout = (unsigned)(cf->idle_timeout_ms / 1000),
-        .total_timeout = 3600,
+        .command_timeout = (unsigned)(cf->command_timeout_ms / 1000),
+        .data_timeout = (unsigned)(cf->data_timeout_ms / 1000),
+        .total_timeout = (unsigned)(cf->session_timeout_ms / 1000),
+        .limits = limits,
         .max_line = 1000,
         .tls = sv.tls,
         .auth = true,
@@ -332,6 +357,19 @@ int serve_main(int argc, char **argv)
     if (serve_listen(&run, &cf->smtp, sv.smtp, false, "smtp") < 0 ||
         serve_listen(&run, &cf->submission, sv.submission, false, "submission") < 0 ||
         serve_listen(&run, &cf->submissions, sv.submission, true, "submissions") < 0)
+        return 1;
+    /* bound, key read, data_dir prepared: nothing below runs as root */
+    char pidfile[CONF_STR_MAX + 16];
+    snprintf(pidfile, sizeof(pidfile), "%s/tern.pid", cf->data_dir);
+    int pidfd = privsep_pidfile(pidfile, &ps);
+    if (pidfd < 0)
+        log_warn("cannot write %s: `tern queue retry` will not wake the server", pidfile);
+    if (privsep_drop(&ps, why, sizeof(why)) < 0) {
+        fprintf(stderr, "tern serve: %s\n", why);
+        return 1;
+    }
+    if (!(sv.store = serve_open_spool(cf->data_dir, "queue")) ||
+        !(sv.pickup = serve_open_spool(cf->data_dir, "pickup")))
         return 1;
 
     /* after the listeners: the loop check knows our addresses */
@@ -361,26 +399,26 @@ int serve_main(int argc, char **argv)
         if (!sigev[i] || event_add(sigev[i], NULL) < 0)
             fatal("cannot watch signals");
     }
-    char pidfile[CONF_STR_MAX + 16];
-    snprintf(pidfile, sizeof(pidfile), "%s/tern.pid", cf->data_dir);
-    FILE *pf = fopen(pidfile, "w");
-    if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0)
-        log_warn("cannot write %s: `tern queue retry` will not wake the server", pidfile);
     log_info("ready: hostname=%s data_dir=%s domains=%zu queued=%zu", cf->hostname, cf->data_dir,
              sv.snap->policy.n, qstore_count(sv.store));
     if (event_base_dispatch(sv.base) < 0)
         fatal("event loop failed");
 
-    if (unlink(pidfile) < 0)
+    /* data_dir is root's: the user may not remove the pid file, so empty it */
+    if (pidfd >= 0 && unlink(pidfile) < 0 && (errno != EACCES || ftruncate(pidfd, 0) < 0))
         log_warn("cannot remove %s: %s", pidfile, strerror(errno));
+    if (pidfd >= 0)
+        close(pidfd);
     for (size_t i = 0; i < run.nlisteners; i++)
         smtp_listener_free(run.listeners[i]);
     workers_free(sv.commit_pool); /* commits in flight finish and answer their clients */
     sv.commit_pool = NULL;
+    receive_free(&sv);
     engine_stop(sv.engine);
     workers_free(sv.deliver_pool); /* attempts in flight finish and report to the engine */
     smtp_server_free(sv.smtp);
     smtp_server_free(sv.submission);
+    smtp_limits_free(limits);
     engine_free(sv.engine);
     event_free(sv.timer);
     if (run.pickup_ev)

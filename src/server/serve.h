@@ -29,6 +29,7 @@ struct engine;
 struct qstore;
 struct smtp_hooks;
 struct smtp_server;
+struct receive_auth;
 struct snapshot;
 struct workers;
 typedef struct ssl_ctx_st SSL_CTX;
@@ -44,6 +45,7 @@ struct serve {
     SSL_CTX *tls;
     struct qstore *store, *pickup;
     struct workers *commit_pool, *deliver_pool;
+    struct receive_auth *auth; /* password checks and failure counts (receive.c) */
     struct smtp_server *smtp, *submission;
     struct engine *engine;
     struct event *timer; /* the engine's next wake-up */
@@ -55,6 +57,8 @@ struct serve {
 
 /* receive.c */
 extern const struct smtp_hooks receive_hooks;
+void receive_init(struct serve *sv); /* after sv->base: the AUTH pool and failure tables */
+void receive_free(struct serve *sv); /* finishes the checks in flight; before the servers */
 
 int serve_main(int argc, char **argv);
 

@@ -575,6 +575,9 @@ int sink_main(int argc, char **argv)
             return 2;
         }
     }
+    /* bodies being received get a budget of their own, as large as the store's */
+    struct smtp_limits_conf lc = {.body_memory = max_memory};
+    struct smtp_limits *limits = smtp_limits_new(&lc);
     struct smtp_server_conf conf = {
         .hostname = sk.hostname,
         .max_size = max_size,
@@ -582,6 +585,7 @@ int sink_main(int argc, char **argv)
         .max_errors = (unsigned)max_errors,
         .idle_timeout = (unsigned)timeout,
         .total_timeout = 0,
+        .limits = limits,
         .max_line = 1000,
         .tls = ctx,
         .auth = sk.auth != SINK_AUTH_NONE,
@@ -636,6 +640,7 @@ int sink_main(int argc, char **argv)
     if (sk.api.http)
         evhttp_free(sk.api.http);
     smtp_server_free(sk.smtp);
+    smtp_limits_free(limits);
     store_clear(&sk.store);
     for (size_t i = 0; i < sk.nusers; i++) {
         free(sk.users[i].name);

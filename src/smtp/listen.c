@@ -2,8 +2,11 @@
  * listen.c - listening sockets for SMTP (see listen.h).
  *
  * Sockets are non-blocking, close-on-exec, SO_REUSEADDR, IPV6_V6ONLY for
- * IPv6, with a deep backlog (load tests open many connections at once).
- * Accept errors such as EMFILE are logged and the listener keeps going.
+ * IPv6, with a deep backlog (LISTEN_BACKLOG: load tests open many
+ * connections at once; libevent is told it, or it would listen again with
+ * its own 128).  An accept error (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses
+ * the listener for ACCEPT_PAUSE_MS with one log line, instead of spinning
+ * on a connection that cannot be taken; pending clients wait in the backlog.
  */
 #include "smtp/listen.h"
 
@@ -20,8 +23,13 @@
 #include "core/netaddr.h"
 #include "smtp/session.h"
 
+#define LISTEN_BACKLOG 1024
+#define ACCEPT_PAUSE_MS 1000
+
 struct smtp_listener {
     struct evconnlistener *evl;
+    struct event *resume_ev; /* re-enables the listener after an accept error */
+    unsigned long pauses;
     struct smtp_server *srv;
     bool implicit_tls;
     char addr[80];
@@ -55,7 +63,7 @@ int listen_socket(const char *addr, char *why, size_t whysize)
         close(fd);
         return -1;
     }
-    if (listen(fd, 1024) < 0) {
+    if (listen(fd, LISTEN_BACKLOG) < 0) {
         snprintf(why, whysize, "%s: listen: %s", addr, strerror(errno));
         close(fd);
         return -1;
@@ -72,11 +80,27 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     smtp_server_accept(l->srv, fd, peer, l->implicit_tls);
 }
 
+static void listener_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_listener *l = arg;
+    (void)fd;
+    (void)what;
+    if (evconnlistener_enable(l->evl) < 0)
+        log_warn("accept on %s: cannot resume listening", l->addr);
+}
+
 static void listener_error_cb(struct evconnlistener *evl, void *arg)
 {
     struct smtp_listener *l = arg;
-    (void)evl;
-    log_warn("accept on %s: %s", l->addr, strerror(errno));
+    int err = errno;
+    struct timeval tv = {ACCEPT_PAUSE_MS / 1000, (ACCEPT_PAUSE_MS % 1000) * 1000};
+    if (err == EINTR || err == EAGAIN || err == ECONNABORTED)
+        return; /* libevent retries these itself */
+    l->pauses++;
+    log_warn("accept on %s: %s; pausing for %d ms (pause %lu)", l->addr, strerror(err),
+             ACCEPT_PAUSE_MS, l->pauses);
+    if (evconnlistener_disable(evl) < 0 || evtimer_add(l->resume_ev, &tv) < 0)
+        fatal("cannot pause the listener on %s", l->addr);
 }
 
 struct smtp_listener *smtp_listen(struct event_base *base, const char *addr,
@@ -97,10 +121,17 @@ struct smtp_listener *smtp_listen(struct event_base *base, const char *addr,
         netaddr_format((struct sockaddr *)&ss, l->addr, sizeof(l->addr));
     else
         snprintf(l->addr, sizeof(l->addr), "%s", addr);
-    l->evl = evconnlistener_new(base, listener_accept_cb, l, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-    if (!l->evl) {
+    l->evl =
+        evconnlistener_new(base, listener_accept_cb, l, LEV_OPT_CLOSE_ON_FREE, LISTEN_BACKLOG, fd);
+    l->resume_ev = evtimer_new(base, listener_resume_cb, l);
+    if (!l->evl || !l->resume_ev) {
+        if (l->resume_ev)
+            event_free(l->resume_ev);
+        if (l->evl)
+            evconnlistener_free(l->evl);
+        else
+            close(fd);
         snprintf(why, whysize, "%s: cannot watch the socket", addr);
-        close(fd);
         free(l);
         return NULL;
     }
@@ -117,6 +148,7 @@ void smtp_listener_free(struct smtp_listener *l)
 {
     if (!l)
         return;
+    event_free(l->resume_ev);
     evconnlistener_free(l->evl);
     free(l);
 }

@@ -13,8 +13,11 @@
  * it neither reads nor parses, so pipelined input waits in the buffer and
  * replies leave in order.  Bounds: input buffer (read watermark), output
  * buffer (stop parsing while the client does not read), line length, errors,
- * recipients, message size, idle and total time.  Closing waits for the
- * output to drain; the session is freed only at the end of a callback.
+ * recipients, message size, idle, command, DATA and total time (one deadline
+ * timer besides the total one), body memory over all sessions (conf.limits,
+ * charged as the body buffer grows).  Connections over the limits of
+ * conf.limits get 421 and are closed before a session exists.  Closing waits
+ * for the output to drain; the session is freed only at the end of a callback.
  */
 #include "smtp/session.h"
 
@@ -33,6 +36,7 @@
 #include <unistd.h>
 
 #include "core/base64.h"
+#include "core/clock.h"
 #include "core/data.h"
 #include "core/line.h"
 #include "core/log.h"
@@ -74,6 +78,8 @@ struct smtp_server {
     unsigned nsessions;
     uint64_t next_id;
     unsigned long connections;
+    unsigned long refused;   /* connections over a limit */
+    uint64_t refused_logged; /* when the last refusal was logged (monotonic ms) */
     bool shutting_down;
 };
 
@@ -90,6 +96,12 @@ struct smtp_session {
     struct evbuffer *out;    /* replies not yet written (plain) or handed to bev (TLS) */
     bool reading;            /* plain: rev is armed */
     struct event *delay_ev, *total_ev;
+    struct event *deadline_ev; /* idle, command or DATA deadline (session_deadline) */
+    uint64_t deadline;         /* when deadline_ev fires (monotonic ms), 0 = disarmed */
+    uint64_t idle_since, line_since, data_since; /* monotonic ms, 0 = not in that phase */
+    struct smtp_limits_hold hold;                /* counted in conf.limits */
+    size_t body_charged;                         /* octets of body memory taken */
+    bool over_budget;                            /* this DATA ran out of body memory */
     enum smtp_state state;
     enum smtp_step step; /* the step a paused verdict belongs to */
     struct smtp_verdict held;
@@ -119,6 +131,7 @@ static bool session_reap(struct smtp_session *s);
 static void session_drained(struct smtp_session *s);
 static void session_start_tls(struct smtp_session *s);
 static void session_flush(struct smtp_session *s);
+static void session_deadline_update(struct smtp_session *s);
 
 void smtp_verdict_set(struct smtp_verdict *v, int code, const char *enh, const char *fmt, ...)
 {
@@ -170,9 +183,7 @@ static void session_io_update(struct smtp_session *s)
     if (want == s->reading)
         return;
     if (want) {
-        const struct smtp_server_conf *c = &s->srv->conf;
-        struct timeval idle = {c->idle_timeout ? c->idle_timeout : 300, 0};
-        if (event_add(s->rev, &idle) < 0)
+        if (event_add(s->rev, NULL) < 0)
             fatal("cannot watch a connection");
     } else {
         event_del(s->rev);
@@ -238,10 +249,47 @@ static void txn_free(struct smtp_txn *t)
     free(t);
 }
 
+/* Give back the body memory this session holds. */
+static void session_body_release(struct smtp_session *s)
+{
+    if (s->body_charged && s->srv->conf.limits)
+        smtp_limits_body_give(s->srv->conf.limits, s->body_charged);
+    s->body_charged = 0;
+}
+
 static void session_txn_reset(struct smtp_session *s)
 {
     txn_free(s->txn);
     s->txn = NULL;
+    session_body_release(s);
+}
+
+/* data_emit_fn: append to the body, charging the growth to the memory
+ * budget; over the budget the body is freed and the rest dropped. */
+static void session_body_emit(void *ctx, const char *p, size_t n)
+{
+    struct smtp_session *s = ctx;
+    struct buf *b = &s->txn->body;
+    struct smtp_limits *lim = s->srv->conf.limits;
+    if (s->over_budget || n == 0)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        if (lim && !smtp_limits_body_take(lim, cap - b->cap)) {
+            log_info("session %llu: body memory budget exhausted, message dropped",
+                     (unsigned long long)s->id);
+            s->over_budget = true;
+            buf_free(b);
+            session_body_release(s);
+            return;
+        }
+        if (lim)
+            s->body_charged += cap - b->cap;
+        buf_reserve(b, cap);
+    }
+    buf_append(b, p, n);
 }
 
 /* ---- verdicts ---------------------------------------------------------- */
@@ -354,10 +402,15 @@ static void session_apply(struct smtp_session *s, enum smtp_step step, const str
     case STEP_DATA:
         if (v->code == 354 && s->txn) {
             uint64_t hint = s->txn->mail.size_given ? s->txn->mail.size : 0;
+            struct smtp_limits *lim = s->srv->conf.limits;
             s->state = ST_DATA;
+            s->data_since = clock_mono_ms();
+            s->over_budget = false;
             data_reader_init(&s->dr, s->srv->conf.max_size, s->srv->conf.max_line);
             if (hint && (!s->srv->conf.max_size || hint <= s->srv->conf.max_size) &&
-                hint < 64 * 1024 * 1024) {
+                hint < 64 * 1024 * 1024 && (!lim || smtp_limits_body_take(lim, hint + 1024))) {
+                if (lim)
+                    s->body_charged += hint + 1024;
                 buf_reserve(&s->txn->body, hint + 1024);
             }
             session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
@@ -792,9 +845,13 @@ static void session_eod(struct smtp_session *s)
     t->data_flags = f;
     if (f & DATA_TOO_BIG) {
         verdict_init(&v, 552, "5.3.4", "Error: message exceeds fixed maximum message size");
+    } else if (s->over_budget) {
+        verdict_init(&v, 452, "4.3.1", "Insufficient system storage");
     } else if (f & (DATA_BARE_CR | DATA_BARE_LF)) {
         verdict_init(&v, 550, "5.6.0",
                      "Error: bare CR or LF in message; only CRLF line endings are accepted");
+    } else if (f & DATA_NUL) {
+        verdict_init(&v, 550, "5.6.0", "Error: NUL octet in message");
     } else if (f & DATA_LINE_TOO_LONG) {
         verdict_init(&v, 550, "5.6.0", "Error: message has a line longer than 1000 octets");
     } else {
@@ -821,8 +878,8 @@ static bool session_data(struct smtp_session *s, struct evbuffer *in)
     if (nv > 16)
         nv = 16;
     for (int i = 0; i < nv && !done; i++)
-        total += data_reader_feed(&s->dr, vec[i].iov_base, vec[i].iov_len, &done, buf_emit,
-                                  &s->txn->body);
+        total +=
+            data_reader_feed(&s->dr, vec[i].iov_base, vec[i].iov_len, &done, session_body_emit, s);
     evbuffer_drain(in, total);
     if (done)
         session_eod(s);
@@ -850,6 +907,7 @@ static void session_process(struct smtp_session *s)
         size_t linelen = 0, consumed = 0;
         enum line_status st = line_reader_next(&s->lr, p, win, &linelen, &consumed);
         if (st == LINE_OK) {
+            s->line_since = 0; /* the next line has its own deadline */
             memcpy(line, p, linelen);
             line[linelen] = '\0';
             evbuffer_drain(in, consumed);
@@ -889,6 +947,10 @@ static void session_free(struct smtp_session *s)
         event_free(s->delay_ev);
     if (s->total_ev)
         event_free(s->total_ev);
+    if (s->deadline_ev)
+        event_free(s->deadline_ev);
+    if (srv->conf.limits)
+        smtp_limits_disconnect(srv->conf.limits, &s->hold);
     if (s->rev)
         event_free(s->rev);
     if (s->wev)
@@ -901,6 +963,7 @@ static void session_free(struct smtp_session *s)
     if (!s->bev_owns_fd && s->fd >= 0)
         close(s->fd);
     txn_free(s->txn);
+    session_body_release(s);
     explicit_bzero(s->login_user, sizeof(s->login_user));
     free(s);
 }
@@ -944,6 +1007,7 @@ static bool session_reap(struct smtp_session *s)
         session_free(s);
         return true;
     }
+    session_deadline_update(s);
     session_io_update(s);
     return false;
 }
@@ -965,6 +1029,63 @@ static void session_timeout(struct smtp_session *s, const char *what)
     if (s->state != ST_TLS_SWITCH)
         session_reply(s, 421, "4.4.2", t);
     session_close(s);
+}
+
+/*
+ * Deadlines, kept by one timer: waiting for a command, idle_timeout; from
+ * the first octet of a command line to its end, command_timeout (one octet
+ * a second does not keep a session alive); the whole DATA phase,
+ * data_timeout.  Time a hook takes (a paused session) does not count.
+ */
+static void session_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    (void)fd;
+    (void)what;
+    s->deadline = 0;
+    if (!s->closing)
+        session_timeout(s, s->state == ST_DATA ? "data" : s->line_since ? "command" : "idle");
+    session_reap(s);
+}
+
+static void session_deadline_update(struct smtp_session *s)
+{
+    const struct smtp_server_conf *c = &s->srv->conf;
+    uint64_t now = clock_mono_ms(), target;
+    unsigned idle = c->idle_timeout ? c->idle_timeout : 300;
+
+    if (s->closing || s->paused || s->state == ST_TLS_SWITCH) {
+        if (s->deadline && s->deadline_ev)
+            evtimer_del(s->deadline_ev);
+        s->deadline = 0;
+        s->idle_since = s->line_since = 0;
+        return;
+    }
+    if (s->state == ST_DATA) {
+        if (!s->data_since)
+            s->data_since = now;
+        s->idle_since = s->line_since = 0;
+        target = s->data_since + 1000ULL * (c->data_timeout ? c->data_timeout : 600);
+    } else if (evbuffer_get_length(session_input(s)) > 0) {
+        if (!s->line_since)
+            s->line_since = now;
+        s->idle_since = s->data_since = 0;
+        target = s->line_since + 1000ULL * (c->command_timeout ? c->command_timeout : idle);
+    } else {
+        if (!s->idle_since)
+            s->idle_since = now;
+        s->line_since = s->data_since = 0;
+        target = s->idle_since + 1000ULL * idle;
+    }
+    if (target == s->deadline)
+        return;
+    if (!s->deadline_ev && !(s->deadline_ev = evtimer_new(s->srv->base, session_deadline_cb, s)))
+        fatal("cannot arm a timer");
+    uint64_t left = target > now ? target - now : 0;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    if (evtimer_add(s->deadline_ev, &tv) < 0)
+        fatal("cannot arm a timer");
+    s->deadline = target;
 }
 
 /* ---- plain connections ------------------------------------------------------ */
@@ -1114,15 +1235,48 @@ static void session_total_cb(evutil_socket_t fd, short what, void *arg)
     session_reap(s);
 }
 
+/* Over a connection limit: one 421 line if the socket takes it, then close. */
+static void session_refuse(struct smtp_server *srv, int fd, const struct sockaddr *peer,
+                           enum smtp_limits_verdict why)
+{
+    char line[400], addr[64];
+    const char *what = why == LIMITS_SESSIONS ? "Too many connections, try again later"
+                       : why == LIMITS_RATE   ? "Too many connections per minute from your address"
+                                              : "Too many connections from your address";
+    int n = snprintf(line, sizeof(line), "421 4.7.0 %s %s\r\n", srv->conf.hostname, what);
+    netaddr_format(peer, addr, sizeof(addr));
+    uint64_t now = clock_mono_ms();
+    srv->refused++;
+    if (now - srv->refused_logged >= 1000) { /* a flood writes one line a second */
+        srv->refused_logged = now;
+        log_info("refused a connection from %s: %s (%lu refused so far)", addr, what, srv->refused);
+    }
+    if (n > 0 && write(fd, line, (size_t)n) < 0) {
+        /* a full or reset socket: the close says enough */
+    }
+    close(fd);
+}
+
 void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *peer,
                         bool implicit_tls)
 {
-    struct smtp_session *s = calloc(1, sizeof(*s));
+    struct smtp_session *s;
     struct smtp_verdict v;
+    struct smtp_limits_hold hold = {{0, 0}};
     char text[300];
 
+    if (srv->conf.limits) {
+        enum smtp_limits_verdict lv =
+            smtp_limits_connect(srv->conf.limits, peer, clock_mono_ms(), &hold);
+        if (lv != LIMITS_OK) {
+            session_refuse(srv, fd, peer, lv);
+            return;
+        }
+    }
+    s = calloc(1, sizeof(*s));
     if (!s)
         fatal("out of memory");
+    s->hold = hold;
     s->srv = srv;
     s->fd = fd;
     s->id = ++srv->next_id;
@@ -1136,6 +1290,8 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *
         if (session_tls_setup(s) < 0) {
             close(fd);
             evbuffer_free(s->out);
+            if (srv->conf.limits)
+                smtp_limits_disconnect(srv->conf.limits, &s->hold);
             free(s);
             log_warn("cannot set up TLS for a new connection");
             return;

@@ -18,6 +18,7 @@
 
 #include "core/buf.h"
 #include "core/command.h"
+#include "smtp/limits.h"
 
 struct event_base;
 struct bufferevent;
@@ -74,17 +75,23 @@ struct smtp_hooks {
 
 struct smtp_server_conf {
     const char *hostname;
-    uint64_t max_size;      /* message size limit, advertised with SIZE (0 = none) */
-    unsigned max_rcpts;     /* recipients per message */
-    unsigned max_errors;    /* bad commands before 421 and close */
-    unsigned idle_timeout;  /* seconds without a complete command / data */
-    unsigned total_timeout; /* seconds for the whole session */
-    size_t max_line;        /* text line limit in DATA incl. CRLF (0 = none) */
-    SSL_CTX *tls;           /* offer STARTTLS (and accept implicit TLS) when set */
-    bool auth;              /* offer AUTH PLAIN LOGIN (hooks.on_auth decides) */
-    bool auth_plaintext;    /* offer AUTH without TLS too */
-    bool auth_required;     /* MAIL needs AUTH first (submission) */
-    unsigned ext;           /* enum esmtp_ext offered besides SIZE/AUTH */
+    uint64_t max_size;        /* message size limit, advertised with SIZE (0 = none) */
+    unsigned max_rcpts;       /* recipients per message */
+    unsigned max_errors;      /* bad commands before 421 and close */
+    unsigned idle_timeout;    /* seconds waiting for a command (default 300) */
+    unsigned command_timeout; /* seconds from a command's first octet to its end (0 = idle) */
+    unsigned data_timeout;    /* seconds for the whole DATA phase (0 = 600) */
+    unsigned total_timeout;   /* seconds for the whole session (0 = none) */
+    size_t max_line;          /* text line limit in DATA incl. CRLF (0 = none) */
+    SSL_CTX *tls;             /* offer STARTTLS (and accept implicit TLS) when set */
+    bool auth;                /* offer AUTH PLAIN LOGIN (hooks.on_auth decides) */
+    bool auth_plaintext;      /* offer AUTH without TLS too */
+    bool auth_required;       /* MAIL needs AUTH first (submission) */
+    unsigned ext;             /* enum esmtp_ext offered besides SIZE/AUTH */
+    /* Sessions per client, in all, and body memory; shared by every server of
+     * the program (NULL = none).  Over a limit a connection is answered 421
+     * and closed before any hook runs; a body over the memory budget gets 452. */
+    struct smtp_limits *limits;
     const struct smtp_hooks *hooks;
     void *ctx;
 };

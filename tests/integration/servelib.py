@@ -16,12 +16,18 @@ sanitizer report.
 
 Tests sharing one server per class pass `cls.addClassCleanup` as `cleanup`.
 
+Run as root (as in CI), the server gets `[server] user = nobody` (SERVE_USER):
+it binds as root, then delivers as that user.  The test folder is handed to
+that user (so MDA and pipe scripts can write their records there) except
+tern.conf and data/, which stay root's as on a real system.
+
 Environment: TERN is the tern binary (default /work/main/build/tern).
 """
 
 import atexit
 import mailbox
 import os
+import pwd
 import re
 import shutil
 import socket
@@ -33,6 +39,16 @@ import time
 from ternlib import IO_TIMEOUT, SANITIZER_RE, TERN, Daemon, temp_dir, wait_until, write_file  # noqa: F401
 
 HOSTNAME = "mx.example.test"
+
+# the unprivileged account `tern serve` runs as when the tests run as root
+SERVE_USER = "nobody"
+AS_ROOT = os.geteuid() == 0
+
+
+def serve_user_ids():
+    """(uid, gid) of SERVE_USER."""
+    pw = pwd.getpwnam(SERVE_USER)
+    return pw.pw_uid, pw.pw_gid
 
 # ---- one certificate for the whole run ------------------------------------------
 
@@ -63,8 +79,11 @@ def cert_paths():
 
 def default_conf():
     cert, key = cert_paths()
+    server = {"hostname": HOSTNAME, "data_dir": "data"}
+    if AS_ROOT:
+        server["user"] = SERVE_USER
     return {
-        "server": {"hostname": HOSTNAME, "data_dir": "data"},
+        "server": server,
         "listen": {"smtp": "127.0.0.1:0", "submission": "127.0.0.1:0", "submissions": "127.0.0.1:0"},
         "tls": {"cert": cert, "key": key},
         "queue": {"retry": "1s 2s", "give_up": "60s", "delay_warning": "off",
@@ -86,6 +105,8 @@ class ServeEnv:
         self.data_dir = os.path.join(self.dir, "data")
         self.queue_dir = os.path.join(self.data_dir, "queue")
         os.makedirs(os.path.join(self.data_dir, "domains"))
+        if AS_ROOT:
+            os.chmod(self.dir, 0o755)  # mkdtemp's 0700: the server's user must get through
         self.conf = default_conf()
         for sec, kv in sections.items():
             self.conf.setdefault(sec, {})
@@ -166,7 +187,24 @@ class ServeEnv:
 
     # -- the server ---------------------------------------------------------------
 
+    def hand_over(self):
+        """Root only: give the test folder and what the test put in it (scripts, record
+        folders), but not tern.conf and data/, to SERVE_USER."""
+        if not AS_ROOT:
+            return
+        uid, gid = serve_user_ids()
+        os.chown(self.dir, uid, gid)
+        for name in os.listdir(self.dir):
+            if name in ("tern.conf", "data"):
+                continue
+            top = os.path.join(self.dir, name)
+            os.lchown(top, uid, gid)
+            for root, dirs, files in os.walk(top):
+                for n in dirs + files:
+                    os.lchown(os.path.join(root, n), uid, gid)
+
     def start(self, check_exit=True):
+        self.hand_over()
         srv = Serve(self.conf_path)
         self._cleanup(srv.check_clean_exit if check_exit else srv.stop)
         return srv

@@ -367,7 +367,7 @@ class PolicyTest(ServeCase):
         d.cmd("MAIL FROM:<bob@example.test>", 530)
         d.cmd("AUTH PLAIN " + plain("bob@example.test", PW["bob@example.test"]), 235, "2.7.0")
         d.cmd("MAIL FROM:<bob@example.test>", 250)
-        self.assertTrue(self.srv.wait_log(r"AUTH failed for alice@example\.test"))
+        self.assertTrue(self.srv.wait_log(r"auth failed: ip=127\.0\.0\.1 user=alice@example\.test session=\d+$"))
 
     def test_sender_must_match(self):
         d = session(self, self.srv, "submission", starttls=True, auth="alice@example.test")

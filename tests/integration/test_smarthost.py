@@ -39,6 +39,7 @@ class SmarthostTest(unittest.TestCase):
         pw = os.path.join(self.env.dir, "relay-password")
         with open(pw, "w") as f:
             f.write(relay_password + "\n")
+        os.chmod(pw, 0o600)  # a secret others can read is refused
         self.env.conf["remote"] = {"smarthost": "127.0.0.1:%d" % self.sink.smtp_port,
                                    "smarthost_user": "relayuser",
                                    "smarthost_password_file": pw,

@@ -63,6 +63,12 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_rcpts, 100);
     assert_int_equal(c.max_errors, 10);
     assert_true(c.idle_timeout_ms == 300000);
+    assert_true(c.command_timeout_ms == 60000 && c.data_timeout_ms == 600000 &&
+                c.session_timeout_ms == 3600000);
+    assert_int_equal(c.max_sessions, 0); /* derived at start */
+    assert_int_equal(c.max_sessions_per_ip, 20);
+    assert_int_equal(c.max_connect_rate_per_ip, 60);
+    assert_true(c.body_memory == 256ULL << 20);
     assert_int_equal(c.smtp.n, 1);
     assert_string_equal(c.smtp.v[0].text, "127.0.0.1:25");
     assert_int_equal(c.submission.n, 0);
@@ -105,6 +111,13 @@ static void test_all_keys(void **state)
                        "max_rcpts = 50\n"
                        "max_errors = 3\n"
                        "idle_timeout = 90s\n"
+                       "command_timeout = 10s\n"
+                       "data_timeout = 2m\n"
+                       "session_timeout = 30m\n"
+                       "max_sessions = 500\n"
+                       "max_sessions_per_ip = 0\n"
+                       "max_connect_rate_per_ip = 120\n"
+                       "body_memory = 64M\n"
                        "[listen]\n"
                        "smtp = 127.0.0.1:2525 [::1]:2525\n"
                        "submission = 127.0.0.1:2587\n"
@@ -136,6 +149,12 @@ static void test_all_keys(void **state)
     assert_int_equal(c.max_rcpts, 50);
     assert_int_equal(c.max_errors, 3);
     assert_true(c.idle_timeout_ms == 90000);
+    assert_true(c.command_timeout_ms == 10000 && c.data_timeout_ms == 120000 &&
+                c.session_timeout_ms == 1800000);
+    assert_int_equal(c.max_sessions, 500);
+    assert_int_equal(c.max_sessions_per_ip, 0);
+    assert_int_equal(c.max_connect_rate_per_ip, 120);
+    assert_true(c.body_memory == 64ULL << 20);
     assert_int_equal(c.smtp.n, 2);
     assert_string_equal(c.smtp.v[1].text, "[::1]:2525");
     assert_int_equal(c.smtp.v[1].ss.ss_family, AF_INET6);
@@ -308,7 +327,7 @@ static void test_load_files(void **state)
              "[server]\nhostname = mx.example.org\ndata_dir = data\n[tls]\ncert = %s\n"
              "key = %s/missing-key.pem\n",
              cert, dir);
-    tu_write_file(path, text, 0666);
+    tu_write_file(path, text, 0644);
     assert_int_equal(conf_load(path, &c, &e), -1);
     dump(&e);
     assert_int_equal(e.n, 1);
@@ -323,6 +342,90 @@ static void test_load_files(void **state)
 
     assert_int_equal(unlink(path), 0);
     assert_int_equal(unlink(cert), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* True if some warning is exactly want. */
+static bool has_warning(const struct conf_errors *e, const char *want)
+{
+    for (size_t i = 0; i < e->nw; i++)
+        if (strcmp(e->w[i], want) == 0)
+            return true;
+    return false;
+}
+
+static void test_user_and_file_modes(void **state)
+{
+    (void)state;
+    char dir[64], path[512], text[1400], want[700];
+    struct conf c;
+    struct conf_errors e = {0};
+
+    /* [server] user and group: names checked when parsed, existence when loaded */
+    assert_int_equal(parse("[server]\nhostname = h.example\nuser = nobody\n", &c, &e), 0);
+    assert_string_equal(c.user, "nobody");
+    assert_int_equal(parse("[server]\nhostname = h.example\nuser = -rf\ngroup = nogroup\n", &c, &e),
+                     -1);
+    assert_true(has_error(&e, "t.conf:3: [server] user: '-rf' is not a valid name"));
+    assert_true(has_error(&e, "t.conf:4: [server] group is set but user is not"));
+    conf_errors_free(&e);
+
+    assert_non_null(tu_tmpdir(dir, sizeof(dir), "tern-modes"));
+    snprintf(path, sizeof(path), "%s/tern.conf", dir);
+    tu_write_file(path, "[server]\nhostname = h.example\nuser = no-such-tern-user\n", 0600);
+    assert_int_equal(conf_load(path, &c, &e), -1);
+    snprintf(want, sizeof(want), "%s:3: [server] user: no such user 'no-such-tern-user'", path);
+    assert_true(has_error(&e, want));
+    conf_errors_free(&e);
+
+    /* tern.conf writable by others; a secret readable by the group */
+    char key[600];
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    tu_write_file(key, "x", 0600);
+    snprintf(text, sizeof(text), "[server]\nhostname = h.example\n[tls]\ncert = %s\nkey = %s\n",
+             key, key);
+    tu_write_file(path, text, 0600);
+    assert_int_equal(conf_load(path, &c, &e), 0);
+    assert_int_equal(chmod(path, 0664), 0);
+    assert_int_equal(chmod(key, 0640), 0);
+    assert_int_equal(conf_load(path, &c, &e), -1);
+    dump(&e);
+    snprintf(want, sizeof(want),
+             "%s: mode 0664 lets other users change it (anyone could add `x: | /cmd`); chmod go-w",
+             path);
+    assert_true(has_error(&e, want));
+    snprintf(want, sizeof(want), "%s: mode 0640 lets other users read this secret; chmod 600", key);
+    assert_true(has_error(&e, want));
+    assert_int_equal(e.n, 2);
+    conf_errors_free(&e);
+
+    /* kinds one by one: a users file others may read is only a warning */
+    conf_check_file(&c, key, CONF_FILE_USERS, &e); /* 0640 */
+    assert_int_equal(e.n + e.nw, 0);
+    assert_int_equal(chmod(key, 0644), 0);
+    conf_check_file(&c, key, CONF_FILE_USERS, &e);
+    assert_int_equal(e.n, 0);
+    snprintf(want, sizeof(want),
+             "%s: mode 0644 lets every user read the password hashes; chmod 640", key);
+    assert_true(has_warning(&e, want));
+    conf_check_file(&c, key, CONF_FILE_RULES, &e);
+    assert_int_equal(e.n, 0);
+    assert_int_equal(chmod(dir, 0777), 0);
+    conf_check_file(&c, dir, CONF_FILE_RULES, &e);
+    assert_int_equal(e.n, 1);
+    assert_int_equal(chmod(dir, 0700), 0);
+    snprintf(want, sizeof(want), "%s/none", dir);
+    conf_check_file(&c, want, CONF_FILE_SECRET, &e); /* missing: reported by whoever reads it */
+    assert_int_equal(e.n, 1);
+    if (geteuid() == 0) { /* owned by someone else than root, us or [server] user */
+        assert_int_equal(chown(key, 12345, 12345), 0);
+        conf_check_file(&c, key, CONF_FILE_RULES, &e);
+        assert_true(e.n == 2 && strstr(e.v[1], "owned by uid 12345: must be owned by root"));
+    }
+    conf_errors_free(&e);
+
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(unlink(key), 0);
     assert_int_equal(rmdir(dir), 0);
 }
 
@@ -410,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_cross_key_errors),
         cmocka_unit_test(test_nul_and_limits),
         cmocka_unit_test(test_load_files),
+        cmocka_unit_test(test_user_and_file_modes),
         cmocka_unit_test(test_maildir_path_and_default_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

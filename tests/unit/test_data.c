@@ -1,7 +1,8 @@
 /*
  * test_data.c - unit tests for core/data.c: dot-unstuffing, the end marker
  * split across feeds at every byte position (and one byte at a time),
- * pipelined bytes left unconsumed, bare CR / bare LF (never an end), NUL,
+ * pipelined bytes left unconsumed, bare CR / bare LF (never an end), NUL
+ * (flagged in every position and chunking, never an end),
  * the size limit drained to the real end, the line limit, and data_stuff
  * round trips through data_reader_feed.
  */
@@ -260,6 +261,51 @@ static void test_nul(void **state)
     sink_reset(&s);
 }
 
+/* A NUL anywhere before the end, in any chunking, sets DATA_NUL (the session
+ * refuses such a message like bare CR / LF) and never ends the data. */
+static void test_nul_positions(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t len, consumed;
+        unsigned flags;
+    } cases[] = {
+#define C(lit, consumed, flags) {lit, sizeof(lit) - 1, consumed, flags}
+        C("\0\r\n.\r\n", 6, DATA_NUL),        /* first octet of the message */
+        C("a\r\n\0\r\n.\r\n", 9, DATA_NUL),   /* a line of just NUL */
+        C("a\r\n.\0\r\n.\r\n", 10, DATA_NUL), /* after a BOL dot: not an end */
+        C("a\r\n.\r\0\n\r\n.\r\n", 12, DATA_NUL | DATA_BARE_CR | DATA_BARE_LF),
+        C("a\r\0\n\r\n.\r\n", 9, DATA_NUL | DATA_BARE_CR | DATA_BARE_LF),
+        C("a\0\r\n.\r\n\0", 7, DATA_NUL), /* the NUL after the end is not ours */
+        C("a\r\n.\r\n\0", 6, 0),
+#undef C
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        for (size_t step = 1; step <= cases[k].len; step++) {
+            struct data_reader dr;
+            struct sink s = {0};
+            int done;
+            data_reader_init(&dr, 0, 0);
+            assert_int_equal(feed_steps(&dr, cases[k].in, cases[k].len, step, &done, &s),
+                             cases[k].consumed);
+            assert_int_equal(done, 1);
+            assert_int_equal(dr.flags, cases[k].flags);
+            sink_reset(&s);
+        }
+    }
+    /* over the size limit: still seen (the message is refused for its size first) */
+    struct data_reader dr;
+    struct sink s = {0};
+    int done;
+    static const char big[] = "0123456789\r\nab\0\r\n.\r\n";
+    data_reader_init(&dr, 8, 0);
+    assert_int_equal(feed_all(&dr, big, sizeof(big) - 1, &done, &s), sizeof(big) - 1);
+    assert_int_equal(dr.flags, DATA_TOO_BIG | DATA_NUL);
+    assert_int_equal(s.len, 8);
+    sink_reset(&s);
+}
+
 static void test_too_big(void **state)
 {
     (void)state;
@@ -466,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_false_ends),
         cmocka_unit_test(test_bare_flags_then_real_end),
         cmocka_unit_test(test_nul),
+        cmocka_unit_test(test_nul_positions),
         cmocka_unit_test(test_too_big),
         cmocka_unit_test(test_big_message_drained),
         cmocka_unit_test(test_line_limit),

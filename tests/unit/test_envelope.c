@@ -2,7 +2,8 @@
  * test_envelope.c - unit tests for queue/envelope.c: the text format round
  * trip (every field, escaped values), what the file looks like, INCOMPLETE
  * for every cut-short prefix, CORRUPT for each kind of damage (with the line
- * number in the reason), what envelope_format() refuses, and the helpers.
+ * number in the reason), what envelope_format() refuses, and the helpers;
+ * version 2 (msg-size, msg-crc32c) beside version 1.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,6 +126,62 @@ static void test_text_looks_right(void **state)
     buf_free(&text);
 }
 
+#define HEAD "tern-envelope 1\nid abc\ncreated 5\nsender <a@b>\n"
+#define HEAD2 "tern-envelope 2\nid abc\ncreated 5\nsender <a@b>\n"
+
+/* Version 2: the message's size and checksum; version 1 is still read (and
+ * written back as version 1 while no checksum is known). */
+static void test_version2(void **state)
+{
+    (void)state;
+    struct envelope a, b;
+    struct buf text = {0};
+    full_envelope(&a);
+    a.msg_sum = true;
+    a.msg_size = 123456789012ull;
+    a.msg_crc = 0x0a1b2c3du;
+    assert_int_equal(envelope_format(&a, &text), 0);
+    assert_memory_equal(text.p, "tern-envelope 2\n", 16);
+    assert_true(has_line(&text, "msg-size 123456789012"));
+    assert_true(has_line(&text, "msg-crc32c 0a1b2c3d"));
+    parse_ok(text.p, text.len, &b);
+    assert_int_equal(b.version, 2);
+    assert_true(b.msg_sum);
+    assert_true(envelope_equal(&a, &b));
+    envelope_free(&b);
+    /* every proper prefix is INCOMPLETE, and says it is version 2 once line 1 is there */
+    for (size_t n = 0; n < text.len; n++) {
+        assert_int_equal(envelope_parse(text.p, n, &b, NULL, 0), ENV_INCOMPLETE);
+        assert_int_equal(b.version, n >= 16 ? 2 : 0);
+        envelope_free(&b);
+    }
+    /* a different checksum is a different envelope; upper case hex reads the same */
+    b.msg_crc = 0;
+    const char *t = HEAD2 "msg-size 7\nmsg-crc32c ABCDEF01\nrcpt x@y\nend\n";
+    parse_ok(t, strlen(t), &b);
+    assert_int_equal(b.msg_size, 7);
+    assert_int_equal(b.msg_crc, 0xabcdef01u);
+    assert_false(envelope_equal(&a, &b));
+    envelope_free(&b);
+    /* format refuses a size the parser would refuse */
+    a.msg_size = ENV_MSG_SIZE_MAX + 1;
+    text.len = 0;
+    assert_int_equal(envelope_format(&a, &text), -1);
+    envelope_free(&a);
+
+    /* version 1 still parses, has no checksum and formats as version 1 */
+    t = HEAD "rcpt x@y\nend\n";
+    parse_ok(t, strlen(t), &a);
+    assert_int_equal(a.version, 1);
+    assert_false(a.msg_sum);
+    text.len = 0;
+    assert_int_equal(envelope_format(&a, &text), 0);
+    assert_memory_equal(text.p, "tern-envelope 1\n", 16);
+    assert_false(has_line(&text, "msg-size 0"));
+    envelope_free(&a);
+    buf_free(&text);
+}
+
 static void test_minimal(void **state)
 {
     (void)state;
@@ -176,13 +233,26 @@ struct bad_case {
     const char *why; /* substring of the reason */
 };
 
-#define HEAD "tern-envelope 1\nid abc\ncreated 5\nsender <a@b>\n"
-
 static const struct bad_case bad_cases[] = {
     {"garbage\n", ENV_CORRUPT, "line 1: not a tern envelope"},
     {"garbage", ENV_CORRUPT, "line 1"},
     {"\0\0\0\0", ENV_CORRUPT, "line 1"},
-    {"tern-envelope 2\nid abc\nend\n", ENV_CORRUPT, "unsupported envelope version 2"},
+    {"tern-envelope 3\nid abc\nend\n", ENV_CORRUPT, "unsupported envelope version 3"},
+    {"tern-envelope 0\nid abc\nend\n", ENV_CORRUPT, "unsupported envelope version 0"},
+    {"tern-envelope 2\nid abc\nend\n", ENV_CORRUPT, "no created line"},
+    {HEAD "msg-size 5\nrcpt x@y\nend\n", ENV_CORRUPT, "line 5: msg-size in a version 1"},
+    {HEAD "msg-crc32c 00000000\nrcpt x@y\nend\n", ENV_CORRUPT, "msg-crc32c in a version 1"},
+    {HEAD2 "rcpt x@y\nend\n", ENV_CORRUPT, "no msg-size or msg-crc32c line"},
+    {HEAD2 "msg-size 5\nrcpt x@y\nend\n", ENV_CORRUPT, "no msg-size or msg-crc32c line"},
+    {HEAD2 "msg-crc32c 0000000a\nrcpt x@y\nend\n", ENV_CORRUPT, "no msg-size or msg-crc32c"},
+    {HEAD2 "msg-size x\n", ENV_CORRUPT, "msg-size: not a size"},
+    {HEAD2 "msg-size 1099511627777\n", ENV_CORRUPT, "msg-size: not a size"},
+    {HEAD2 "msg-crc32c 123\n", ENV_CORRUPT, "msg-crc32c: expected 8 hexadecimal digits"},
+    {HEAD2 "msg-crc32c 1234567g\n", ENV_CORRUPT, "msg-crc32c: expected 8"},
+    {HEAD2 "msg-size 5\nmsg-size 5\n", ENV_CORRUPT, "msg-size given twice"},
+    {HEAD2 "rcpt x@y\nmsg-size 5\n", ENV_CORRUPT, "msg-size after the first rcpt"},
+    {HEAD2 "msg-size 5\nmsg-crc32c 0000000a\nrcpt x@y\n", ENV_INCOMPLETE, "cut short"},
+    {"tern-envelope 2", ENV_INCOMPLETE, "cut short"},
     {"tern-envelope x\n", ENV_CORRUPT, "version"},
     {"tern-env", ENV_INCOMPLETE, "cut short"},
     {HEAD "rcpt x@y\nfoo bar\nend\n", ENV_CORRUPT, "line 6: unknown key \"foo\""},
@@ -357,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_text_looks_right),
         cmocka_unit_test(test_minimal),
+        cmocka_unit_test(test_version2),
         cmocka_unit_test(test_every_prefix_incomplete),
         cmocka_unit_test(test_bad),
         cmocka_unit_test(test_value_limit),

@@ -2,8 +2,9 @@
  * test_maildir.c - the built-in Maildir courier (deliver/maildir.c): a
  * delivery lands whole in new/ with LF line ends and leaves tmp/ empty;
  * names are unique; symbolic links are refused; permission problems and a
- * missing parent are transient.  Every test works in its own mkdtemp
- * directory.
+ * missing parent are transient; a delivery named by queue id and recipient
+ * index is made once even when repeated (copy in new/, or moved to cur/).  Every test works in its
+ * own mkdtemp directory.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,10 +20,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../support/testutil.h"
 #include "deliver/maildir.h"
+#include "queue/envelope.h"
 
 struct fx {
     char root[64];
@@ -62,7 +65,7 @@ static void test_deliver(void **state)
     struct stat st;
     size_t len;
 
-    assert_int_equal(maildir_deliver(f->md, prefix, msg, strlen(msg), "mx.example.org", &err),
+    assert_int_equal(maildir_deliver(f->md, prefix, msg, strlen(msg), "mx.example.org", NULL, &err),
                      RESULT_OK);
     assert_string_equal(err.status, "");
     for (const char *s = "tmp\0new\0cur\0"; *s; s += strlen(s) + 1) {
@@ -106,7 +109,7 @@ static void test_big_and_empty(void **state)
         if (msg[i] != '\r')
             want[w++] = msg[i];
     }
-    assert_int_equal(maildir_deliver(f->md, NULL, msg, n, "h", &err), RESULT_OK);
+    assert_int_equal(maildir_deliver(f->md, NULL, msg, n, "h", NULL, &err), RESULT_OK);
     sub(f, "new", dir, sizeof(dir));
     assert_int_equal(tu_count_entries(dir, name, sizeof(name)), 1);
     snprintf(file, sizeof(file), "%s/%s", dir, name);
@@ -119,7 +122,7 @@ static void test_big_and_empty(void **state)
     assert_int_equal(unlink(file), 0);
 
     /* an empty message is an empty file; a NULL err is allowed */
-    assert_int_equal(maildir_deliver(f->md, NULL, "", 0, NULL, NULL), RESULT_OK);
+    assert_int_equal(maildir_deliver(f->md, NULL, "", 0, NULL, NULL, NULL), RESULT_OK);
     assert_int_equal(tu_count_entries(dir, name, sizeof(name)), 1);
     assert_non_null(strstr(name, ".localhost"));
     snprintf(file, sizeof(file), "%s/%s", dir, name);
@@ -135,7 +138,7 @@ static void test_unique_names(void **state)
     char dir[192], name[256];
 
     for (int i = 0; i < 50; i++)
-        assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "a/b:c", &err), RESULT_OK);
+        assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "a/b:c", NULL, &err), RESULT_OK);
     sub(f, "new", dir, sizeof(dir));
     assert_int_equal(tu_count_entries(dir, name, sizeof(name)), 50);
     /* '/' and ':' of the host name are escaped as the Maildir spec says */
@@ -153,20 +156,20 @@ static void test_symlinked_maildir(void **state)
     snprintf(real, sizeof(real), "%s/real", f->root);
     assert_int_equal(mkdir(real, 0700), 0);
     assert_int_equal(symlink(real, f->md), 0);
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_PERM);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_PERM);
     assert_string_equal(err.status, "5.2.0");
     assert_non_null(strstr(err.text, "symbolic link"));
     assert_null(strstr(err.text, f->root)); /* a permanent text names no path */
     /* a trailing slash does not make the link acceptable */
     snprintf(link2, sizeof(link2), "%s//", f->md);
-    assert_int_equal(maildir_deliver(link2, NULL, "x\r\n", 3, "h", &err), RESULT_PERM);
+    assert_int_equal(maildir_deliver(link2, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_PERM);
     /* nothing was created behind the link */
     assert_int_equal(tu_count_entries(real, NULL, 0), 0);
     /* a dangling link is refused the same way, and not created through */
     assert_int_equal(unlink(f->md), 0);
     snprintf(dir, sizeof(dir), "%s/nowhere", f->root);
     assert_int_equal(symlink(dir, f->md), 0);
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_PERM);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_PERM);
     assert_int_equal(access(dir, F_OK), -1);
 }
 
@@ -182,14 +185,14 @@ static void test_symlinked_sub(void **state)
     for (const char *s = "tmp\0new\0cur\0"; *s; s += strlen(s) + 1) {
         sub(f, s, dir, sizeof(dir));
         assert_int_equal(symlink(other, dir), 0);
-        assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_PERM);
+        assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_PERM);
         assert_string_equal(err.status, "5.2.0");
         assert_non_null(strstr(err.text, s));
         assert_int_equal(tu_count_entries(other, NULL, 0), 0);
         assert_int_equal(unlink(dir), 0);
         assert_int_equal(mkdir(dir, 0700), 0);
     }
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_OK);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_OK);
 }
 
 static void test_not_a_directory(void **state)
@@ -201,7 +204,7 @@ static void test_not_a_directory(void **state)
     int fd = open(f->md, O_WRONLY | O_CREAT, 0600);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_TEMP);
     assert_string_equal(err.status, "4.3.5");
     assert_int_equal(unlink(f->md), 0);
     /* the same for new/ as a file */
@@ -210,7 +213,7 @@ static void test_not_a_directory(void **state)
     fd = open(dir, O_WRONLY | O_CREAT, 0600);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_TEMP);
     assert_non_null(strstr(err.text, "not a directory"));
 }
 
@@ -221,11 +224,11 @@ static void test_missing_parent(void **state)
     char path[192];
 
     snprintf(path, sizeof(path), "%s/no/such/Maildir", f->root);
-    assert_int_equal(maildir_deliver(path, NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
+    assert_int_equal(maildir_deliver(path, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_TEMP);
     assert_string_equal(err.status, "4.3.5");
     assert_non_null(strstr(err.text, "parent directory is missing"));
-    assert_int_equal(maildir_deliver("", NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
-    assert_int_equal(maildir_deliver(NULL, NULL, "x\r\n", 3, "h", &err), RESULT_TEMP);
+    assert_int_equal(maildir_deliver("", NULL, "x\r\n", 3, "h", NULL, &err), RESULT_TEMP);
+    assert_int_equal(maildir_deliver(NULL, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_TEMP);
 }
 
 /*
@@ -240,11 +243,11 @@ static void test_readonly_new(void **state)
     char dir[192], cmd[300];
     const uid_t nobody = 65534;
 
-    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", &err), RESULT_OK);
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_OK);
     sub(f, "new", dir, sizeof(dir));
     assert_int_equal(chmod(dir, 0500), 0);
     if (geteuid() != 0) {
-        assert_int_equal(maildir_deliver(f->md, NULL, "y\r\n", 3, "h", &err), RESULT_TEMP);
+        assert_int_equal(maildir_deliver(f->md, NULL, "y\r\n", 3, "h", NULL, &err), RESULT_TEMP);
         assert_string_equal(err.status, "4.3.5");
         assert_non_null(strstr(err.text, "permission"));
     } else {
@@ -259,7 +262,7 @@ static void test_readonly_new(void **state)
             close(p[0]);
             if (setgroups(0, NULL) != 0 || setgid(nobody) != 0 || setuid(nobody) != 0)
                 _exit(99);
-            int r = maildir_deliver(f->md, NULL, "y\r\n", 3, "h", &err);
+            int r = maildir_deliver(f->md, NULL, "y\r\n", 3, "h", NULL, &err);
             if (write(p[1], &err, sizeof(err)) != (ssize_t)sizeof(err))
                 _exit(98);
             _exit(r);
@@ -277,6 +280,108 @@ static void test_readonly_new(void **state)
     assert_int_equal(tu_count_entries(dir, NULL, 0), 1);
     sub(f, "tmp", dir, sizeof(dir));
     assert_int_equal(tu_count_entries(dir, NULL, 0), 0);
+}
+
+/*
+ * Exactly once: the same delivery (queue id and recipient index) made again
+ * -- a retry after kill -9 -- writes no second copy, whether the first is
+ * still in new/ or a reader moved it to cur/ and flagged it; a crashed
+ * attempt's tmp/ leftover is replaced; another recipient index is another
+ * copy.
+ */
+static void test_deliver_once(void **state)
+{
+    struct fx *f = *state;
+    struct rcpt_result err;
+    char newdir[192], curdir[192], tmpdir[192], name[256], from[512], to[600];
+    struct maildir_once once = {.time = time(NULL) - 10, .uniq = "1712345678-0000002a-9f3a_0"};
+
+    sub(f, "new", newdir, sizeof(newdir));
+    sub(f, "cur", curdir, sizeof(curdir));
+    sub(f, "tmp", tmpdir, sizeof(tmpdir));
+    assert_int_equal(maildir_deliver(f->md, NULL, "one\r\n", 5, "h", &once, &err), RESULT_OK);
+    assert_int_equal(tu_count_entries(newdir, name, sizeof(name)), 1);
+    char want[128];
+    snprintf(want, sizeof(want), "%lld.%s.h", (long long)once.time, once.uniq);
+    assert_string_equal(name, want);
+    /* again: still one copy, and the first one's content */
+    assert_int_equal(maildir_deliver(f->md, NULL, "two\r\n", 5, "h", &once, &err), RESULT_OK);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 1);
+    snprintf(from, sizeof(from), "%s/%s", newdir, name);
+    size_t len;
+    char *got = tu_slurp(from, &len);
+    assert_string_equal(got, "one\n");
+    free(got);
+
+    /* a reader moves it to cur/ and flags it: still one copy */
+    snprintf(to, sizeof(to), "%s/%s:2,RS", curdir, name);
+    assert_int_equal(rename(from, to), 0);
+    assert_int_equal(maildir_deliver(f->md, NULL, "two\r\n", 5, "h", &once, &err), RESULT_OK);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(curdir, NULL, 0), 1);
+    /* even under another host name (the configuration changed in between) */
+    assert_int_equal(maildir_deliver(f->md, NULL, "two\r\n", 5, "other", &once, &err), RESULT_OK);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(curdir, NULL, 0), 1);
+
+    /* the next recipient of the same item is a copy of its own; a look-alike
+     * unique part (a prefix of ours) in cur/ does not count */
+    struct maildir_once other = {.time = once.time, .uniq = "1712345678-0000002a-9f3a_1"};
+    snprintf(to, sizeof(to), "%s/%lld.1712345678-0000002a-9f3a_10.h:2,S", curdir,
+             (long long)once.time);
+    tu_write(to, "x", 1, 0600);
+    assert_int_equal(maildir_deliver(f->md, NULL, "three\r\n", 7, "h", &other, &err), RESULT_OK);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 1);
+
+    /* a crashed attempt left its half-written file in tmp/: replaced, delivered once */
+    struct maildir_once third = {.time = once.time, .uniq = "1712345678-0000002a-9f3a_2"};
+    snprintf(to, sizeof(to), "%s/%lld.%s.h", tmpdir, (long long)third.time, third.uniq);
+    tu_write(to, "half", 4, 0600);
+    assert_int_equal(maildir_deliver(f->md, NULL, "four\r\n", 6, "h", &third, &err), RESULT_OK);
+    assert_int_equal(tu_count_entries(tmpdir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 2);
+    snprintf(to, sizeof(to), "%s/%lld.%s.h", newdir, (long long)third.time, third.uniq);
+    got = tu_slurp(to, &len);
+    assert_string_equal(got, "four\n");
+    free(got);
+
+    /* cur/ older than the item's arrival is not read (the documented limit: only a
+     * clock stepped back could have put this item's copy there) */
+    struct maildir_once late = {.time = time(NULL) + 3600, .uniq = "1712345678-0000002a-9f3a_0"};
+    assert_int_equal(maildir_deliver(f->md, NULL, "five\r\n", 6, "h", &late, &err), RESULT_OK);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 3);
+}
+
+/* The courier names the delivery after the queue id and the recipient's index. */
+static void test_courier_uses_queue_id(void **state)
+{
+    struct fx *f = *state;
+    struct envelope env;
+    struct rcpt_result res;
+    char newdir[192], name[256];
+
+    envelope_init(&env);
+    strcpy(env.id, "1712345678-0000002a-9f3a0c1d2e3b4a5f");
+    envelope_set(&env.sender, "a@example.org");
+    env.created = 1712345678;
+    envelope_add_rcpt(&env, "x@example.org", NULL, "maildir:/x");
+    envelope_add_rcpt(&env, "bob@example.org", NULL, "maildir:/x");
+    const struct env_rcpt *r = &env.rcpts[1];
+    struct courier_job j = {.env = &env,
+                            .rcpts = &r,
+                            .n = 1,
+                            .arg = f->md,
+                            .msg = "m\r\n",
+                            .len = 3,
+                            .hostname = "mx.example.org"};
+    for (int i = 0; i < 2; i++) {
+        courier_maildir.deliver(&j, &res);
+        assert_int_equal(res.cls, RESULT_OK);
+    }
+    sub(f, "new", newdir, sizeof(newdir));
+    assert_int_equal(tu_count_entries(newdir, name, sizeof(name)), 1);
+    assert_string_equal(name, "1712345678.1712345678-0000002a-9f3a0c1d2e3b4a5f_1.mx.example.org");
+    envelope_free(&env);
 }
 
 static void test_clean_text(void **state)
@@ -298,6 +403,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_deliver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_and_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deliver_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_courier_uses_queue_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unique_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlinked_maildir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlinked_sub, setup, teardown),

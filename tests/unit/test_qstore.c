@@ -4,6 +4,9 @@
  * spool by hand (.env without end line, .msg alone, garbage .env, .env whose
  * .msg is missing, foreign files, tmp leftovers); write/fsync failures
  * (ENOSPC, EIO) injected through the qstore_io seam leave nothing behind;
+ * committed items damaged afterwards (.msg or .env cut or bit-flipped) are
+ * quarantined with a reason, a never-finished commit is removed, a version
+ * 1 item is still read;
  * 10000 commits from 4 threads give 10000 distinct ids; room checks.
  */
 #include <stdarg.h>
@@ -298,7 +301,8 @@ static void test_recover_crashes(void **state)
     put_file(f, "queue", "1000000000-00000001-aaaaaaaaaaaaaaaa.env", t.p, t.len);
     put_file(f, "queue", "1000000000-00000001-aaaaaaaaaaaaaaaa.msg", msg, strlen(msg));
     put_file(f, "queue", "1000000000-00000002-aaaaaaaaaaaaaaaa.env", t.p, t.len / 2);
-    /* an empty .env: crash right after create */
+    /* an empty .env: an older tern's crash right after create, or damage; no one
+     * can tell which, so it is kept (quarantined) */
     put_file(f, "queue", "1000000000-00000003-aaaaaaaaaaaaaaaa.env", "", 0);
     /* crash before the envelope: a .msg alone */
     put_file(f, "queue", "1000000000-00000004-aaaaaaaaaaaaaaaa.msg", msg, strlen(msg));
@@ -339,12 +343,12 @@ static void test_recover_crashes(void **state)
     assert_string_equal(c.ids[0], good);
     envelope_free(&c.kept);
     assert_int_equal(st.recovered, 1);
-    assert_int_equal(st.incomplete, 3);
+    assert_int_equal(st.incomplete, 2);
     assert_int_equal(st.orphans, 1);
     assert_int_equal(st.tmp_removed, 2);
     assert_int_equal(st.errors, 0);
-    /* 5 (env+msg), 6 (env+msg), 7 (env), notes.txt, 9 (the symlink) */
-    assert_int_equal(st.quarantined, 7);
+    /* 3 (env), 5 (env+msg), 6 (env+msg), 7 (env), notes.txt, 9 (the symlink) */
+    assert_int_equal(st.quarantined, 8);
     assert_int_equal(qstore_count(f->s), 1);
 
     /* what is left: the good item only */
@@ -382,6 +386,213 @@ static void test_recover_crashes(void **state)
     assert_true(file_exists(f, "quarantine", "notes.txt.1"));
     envelope_free(&c.kept);
     free(good);
+    buf_free(&t);
+}
+
+/* The first line of quarantine/NAME (its .why). */
+static void why_line(const struct fixture *f, const char *name, char *line, size_t size)
+{
+    char p[512];
+    path(f, "quarantine", name, p, sizeof(p));
+    FILE *fp = fopen(p, "r");
+    if (!fp)
+        fail_msg("no %s", p);
+    line[0] = '\0';
+    assert_non_null(fgets(line, (int)size, fp));
+    fclose(fp);
+}
+
+/* Change the file queue/ID.ext: cut it to len octets (flip < 0), or flip one bit
+ * of octet flip. */
+static void damage(const struct fixture *f, const char *id, const char *ext, long len, long flip)
+{
+    char name[128], p[512];
+    snprintf(name, sizeof(name), "%s.%s", id, ext);
+    path(f, "queue", name, p, sizeof(p));
+    if (flip < 0) {
+        assert_int_equal(truncate(p, len), 0);
+        return;
+    }
+    int fd = open(p, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char c;
+    assert_int_equal(pread(fd, &c, 1, flip), 1);
+    c ^= 0x10;
+    assert_int_equal(pwrite(fd, &c, 1, flip), 1);
+    close(fd);
+}
+
+/* A commit writes a version 2 envelope with the message's size and checksum. */
+static void test_commit_records_checksum(void **state)
+{
+    struct fixture *f = *state;
+    char *id = commit(f, "bob@example.net");
+    char name[128], p[512], line[64];
+    snprintf(name, sizeof(name), "%s.env", id);
+    path(f, "queue", name, p, sizeof(p));
+    char *text = tu_slurp(p, NULL);
+    assert_memory_equal(text, "tern-envelope 2\n", 16);
+    snprintf(line, sizeof(line), "\nmsg-size %zu\n", strlen(msg));
+    assert_non_null(strstr(text, line));
+    assert_non_null(strstr(text, "\nmsg-crc32c "));
+    free(text);
+
+    struct envelope env;
+    struct buf b = {0};
+    char why[256];
+    buf_append(&b, "x", 1); /* appended to, not replaced */
+    assert_int_equal(qstore_read_item(f->s, id, &env, &b, why, sizeof(why)), 0);
+    assert_true(env.msg_sum);
+    assert_int_equal(env.msg_size, strlen(msg));
+    assert_int_equal(b.len, 1 + strlen(msg));
+    assert_int_equal(qstore_check_msg(&env, msg, strlen(msg), why, sizeof(why)), 0);
+    assert_int_equal(qstore_check_msg(&env, msg, strlen(msg) - 1, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "damaged"));
+    envelope_free(&env);
+    buf_free(&b);
+    free(id);
+}
+
+/*
+ * Committed items damaged afterwards (a cut or a flipped bit in the .msg or
+ * the .env) are quarantined with a reason, at recovery and on the delivery
+ * path; the undamaged one is recovered.
+ */
+static void test_damaged_after_commit(void **state)
+{
+    struct fixture *f = *state;
+    char *ids[6];
+    for (int i = 0; i < 6; i++)
+        ids[i] = commit(f, "bob@example.net");
+    long mlen = (long)strlen(msg);
+    damage(f, ids[0], "msg", mlen / 2, -1); /* .msg cut */
+    damage(f, ids[1], "msg", 0, mlen - 3);  /* .msg with one bit flipped, same size */
+    damage(f, ids[2], "msg", 0, -1);        /* .msg emptied */
+    char name[128], p[512];
+    snprintf(name, sizeof(name), "%s.env", ids[3]);
+    path(f, "queue", name, p, sizeof(p));
+    size_t elen;
+    free(tu_slurp(p, &elen));
+    damage(f, ids[3], "env", (long)elen / 2, -1); /* .env cut in half after its 250 */
+    damage(f, ids[4], "env", (long)elen - 6, -1); /* .env without its end line */
+
+    /* on the delivery path: the message is checked before anything is handed on */
+    struct envelope env;
+    struct buf b = {0};
+    char why[512];
+    assert_int_equal(qstore_read_item(f->s, ids[0], &env, &b, why, sizeof(why)), QSTORE_DAMAGED);
+    assert_non_null(strstr(why, "message file damaged"));
+    assert_int_equal(b.len, 0);
+    envelope_free(&env);
+    assert_int_equal(qstore_read_item(f->s, ids[1], &env, &b, why, sizeof(why)), QSTORE_DAMAGED);
+    assert_non_null(strstr(why, "CRC-32C"));
+    assert_int_equal(b.len, 0);
+    envelope_free(&env);
+    assert_int_equal(qstore_read_item(f->s, ids[3], &env, &b, why, sizeof(why)), ENV_INCOMPLETE);
+    envelope_free(&env);
+    assert_int_equal(qstore_read_item(f->s, ids[5], &env, &b, why, sizeof(why)), 0);
+    assert_int_equal(b.len, strlen(msg));
+    envelope_free(&env);
+    buf_free(&b);
+
+    /* at recovery */
+    qstore_close(f->s);
+    f->s = qstore_open(f->dir, why, sizeof(why));
+    assert_non_null(f->s);
+    struct collected c = {0};
+    struct qstore_stats st;
+    assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.ids[0], ids[5]);
+    envelope_free(&c.kept);
+    assert_int_equal(st.recovered, 1);
+    assert_int_equal(st.incomplete, 0);
+    assert_int_equal(st.quarantined, 10); /* five items, both files each */
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(qstore_count(f->s), 1);
+    assert_int_equal(count_dir(f, "queue"), 2);
+    char line[700];
+    for (int i = 0; i < 5; i++) {
+        for (int k = 0; k < 2; k++) {
+            snprintf(name, sizeof(name), "%s.%s", ids[i], k ? "msg" : "env");
+            assert_true(file_exists(f, "quarantine", name));
+        }
+        snprintf(name, sizeof(name), "%s.why", ids[i]);
+        why_line(f, name, line, sizeof(line));
+        if (i < 3)
+            assert_non_null(strstr(line, "message file damaged"));
+        else
+            assert_non_null(strstr(line, "envelope damaged after it was committed"));
+    }
+    for (int i = 0; i < 6; i++)
+        free(ids[i]);
+}
+
+/* A commit that never finished (crash before the rename of its .env) leaves
+ * nothing: the .msg is an orphan, the .env half in tmp/ is junk. */
+static void test_unfinished_commit_removed(void **state)
+{
+    struct fixture *f = *state;
+    char *id = commit(f, "bob@example.net");
+    char name[128], from[512], to[512];
+    snprintf(name, sizeof(name), "%s.env", id);
+    path(f, "queue", name, from, sizeof(from));
+    path(f, "tmp", name, to, sizeof(to));
+    assert_int_equal(rename(from, to), 0);
+    assert_int_equal(truncate(to, 40), 0);
+    qstore_close(f->s);
+    char why[256];
+    f->s = qstore_open(f->dir, why, sizeof(why));
+    assert_non_null(f->s);
+    struct collected c = {0};
+    struct qstore_stats st;
+    assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(st.tmp_removed, 1);
+    assert_int_equal(st.orphans, 1);
+    assert_int_equal(st.quarantined + st.errors + st.recovered, 0);
+    assert_int_equal(count_dir(f, "queue"), 0);
+    assert_int_equal(count_dir(f, "tmp"), 0);
+    assert_int_equal(count_dir(f, "quarantine"), 0);
+    envelope_free(&c.kept);
+    free(id);
+}
+
+/* A version 1 item (an older tern's queue) is recovered and read for delivery
+ * without a checksum to compare. */
+static void test_version1_item(void **state)
+{
+    struct fixture *f = *state;
+    const char *id = "1000000000-00000001-cccccccccccccccc";
+    struct buf t = {0};
+    char name[128];
+    env_text(id, true, &t);
+    assert_memory_equal(t.p, "tern-envelope 1\n", 16);
+    snprintf(name, sizeof(name), "%s.env", id);
+    put_file(f, "queue", name, t.p, t.len);
+    snprintf(name, sizeof(name), "%s.msg", id);
+    put_file(f, "queue", name, msg, strlen(msg));
+    struct collected c = {0};
+    struct qstore_stats st;
+    char why[256];
+    assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
+    assert_int_equal(st.recovered, 1);
+    assert_int_equal(st.quarantined, 0);
+    assert_int_equal(c.kept.version, 1);
+    envelope_free(&c.kept);
+    struct envelope env;
+    struct buf b = {0};
+    assert_int_equal(qstore_read_item(f->s, id, &env, &b, why, sizeof(why)), 0);
+    assert_false(env.msg_sum);
+    assert_int_equal(b.len, strlen(msg));
+    /* its rewrite stays version 1 (no checksum is known) */
+    envelope_rcpt_result(&env.rcpts[0], ENV_RCPT_PENDING, 5, "451 later");
+    assert_int_equal(qstore_update(f->s, &env, why, sizeof(why)), 0);
+    envelope_free(&env);
+    assert_int_equal(qstore_read_env(f->s, id, &env, why, sizeof(why)), ENV_OK);
+    assert_int_equal(env.version, 1);
+    envelope_free(&env);
+    buf_free(&b);
     buf_free(&t);
 }
 
@@ -613,6 +824,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_refuses_bad_envelope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_complete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_crashes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_records_checksum, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_after_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfinished_commit_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version1_item, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_is_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failures, setup, teardown),

@@ -384,6 +384,130 @@ static void test_shutdown_421(void **state)
     dlg_end(&d);
 }
 
+/* Run the server's loop for ms milliseconds (timers fire). */
+static void run_for(struct dialogue *d, unsigned ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_base_loopexit(d->base, &tv);
+    event_base_dispatch(d->base);
+}
+
+static void test_command_deadline(void **state)
+{
+    (void)state;
+    struct dialogue d;
+    struct smtp_server_conf c = conf();
+    c.command_timeout = 1;
+    dlg_start(&d, &c);
+    assert_string_equal(say(&d, "EHLO c\r\n"), "220 250");
+    /* a command trickling in: its first octets start a deadline that more octets do not move */
+    say(&d, "NO");
+    run_for(&d, 600);
+    say(&d, "O");
+    run_for(&d, 600);
+    assert_string_equal(say(&d, "P"), "421");
+    assert_non_null(strstr(out, "421 4.4.2 test.example Error: timeout exceeded"));
+    assert_int_equal(smtp_server_sessions(d.srv), 0);
+    dlg_end(&d);
+    /* whole commands in time are fine */
+    dlg_start(&d, &c);
+    for (int i = 0; i < 3; i++) {
+        run_for(&d, 500);
+        assert_string_equal(say(&d, "NOOP\r\n"), i ? "250" : "220 250");
+    }
+    dlg_end(&d);
+}
+
+static void test_data_and_session_deadline(void **state)
+{
+    (void)state;
+    struct dialogue d;
+    struct smtp_server_conf c = conf();
+    c.data_timeout = 1;
+    dlg_start(&d, &c);
+    say(&d, "EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n");
+    for (int i = 0; i < 3; i++) {
+        say(&d, "line\r\n");
+        run_for(&d, 400);
+    }
+    assert_string_equal(say(&d, ""), "421");
+    assert_non_null(strstr(out, "421 4.4.2"));
+    assert_int_equal(seen.messages, 0);
+    dlg_end(&d);
+    c = conf();
+    c.total_timeout = 1;
+    dlg_start(&d, &c);
+    say(&d, "EHLO c\r\n");
+    run_for(&d, 600);
+    assert_string_equal(say(&d, "NOOP\r\n"), "250");
+    run_for(&d, 600);
+    assert_string_equal(say(&d, ""), "421");
+    dlg_end(&d);
+}
+
+static void test_body_memory_budget(void **state)
+{
+    (void)state;
+    struct dialogue d;
+    struct smtp_server_conf c = conf();
+    struct smtp_limits_conf lc = {.max_sessions = 10, .body_memory = 8192};
+    char big[20000];
+    c.limits = smtp_limits_new(&lc);
+    c.max_size = 100000;
+    dlg_start(&d, &c);
+    memset(big, 'x', sizeof(big));
+    for (size_t i = 78; i < sizeof(big); i += 80)
+        memcpy(big + i, "\r\n", 2);
+    say(&d, "EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n");
+    dlg_exchange(&d, big, sizeof(big) - 2, out, sizeof(out));
+    assert_string_equal(say(&d, "\r\n.\r\n"), "452");
+    assert_non_null(strstr(out, "452 4.3.1 Insufficient system storage"));
+    assert_int_equal(seen.messages, 0);
+    assert_int_equal(smtp_limits_body_used(c.limits), 0); /* freed at once */
+    /* the session goes on; a message within the budget passes, and its memory comes back */
+    assert_string_equal(say(&d, "MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"
+                                "small\r\n.\r\n"),
+                        "250 250 354 250");
+    assert_int_equal(seen.messages, 1);
+    assert_int_equal(smtp_limits_body_used(c.limits), 0);
+    /* SIZE= reserves memory only within the budget */
+    assert_string_equal(say(&d, "MAIL FROM:<a@x.org> SIZE=90000\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"
+                                "small\r\n.\r\n"),
+                        "250 250 354 250");
+    assert_int_equal(seen.messages, 2);
+    dlg_end(&d);
+    smtp_limits_free(c.limits);
+}
+
+static void test_max_sessions_421(void **state)
+{
+    (void)state;
+    struct dialogue d;
+    struct smtp_server_conf c = conf();
+    struct smtp_limits_conf lc = {.max_sessions = 1};
+    int sv[2];
+    struct sockaddr_storage peer;
+    char buf[512];
+    c.limits = smtp_limits_new(&lc);
+    dlg_start(&d, &c);
+    assert_string_equal(say(&d, ""), "220");
+    memset(&peer, 0, sizeof(peer));
+    peer.ss_family = AF_UNIX;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    smtp_server_accept(d.srv, sv[1], (struct sockaddr *)&peer, false);
+    ssize_t n = read(sv[0], buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, "421 4.7.0 test.example Too many connections, try again later\r\n");
+    assert_int_equal(read(sv[0], buf, sizeof(buf)), 0); /* closed */
+    close(sv[0]);
+    assert_int_equal(smtp_server_sessions(d.srv), 1);
+    assert_string_equal(say(&d, "NOOP\r\n"), "250"); /* the first one is untouched */
+    dlg_end(&d);
+    assert_int_equal(smtp_limits_sessions(c.limits), 0);
+    smtp_limits_free(c.limits);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +524,10 @@ int main(void)
         cmocka_unit_test_setup(test_hook_close_and_421, setup),
         cmocka_unit_test_setup(test_pending_keeps_order, setup),
         cmocka_unit_test_setup(test_shutdown_421, setup),
+        cmocka_unit_test_setup(test_command_deadline, setup),
+        cmocka_unit_test_setup(test_data_and_session_deadline, setup),
+        cmocka_unit_test_setup(test_body_memory_budget, setup),
+        cmocka_unit_test_setup(test_max_sessions_421, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
