@@ -9,13 +9,15 @@
  * queue/: a version 2 .env in queue/ was therefore whole when it got
  * there, and one that is not whole now was damaged (quarantined, never
  * discarded).  A rewritten .env also goes through tmp/ and a rename.  The
- * queue directory is fsynced before success is reported; every return
- * value is checked and the first failing one decides errno.  Cleanup after
- * a failure never overwrites that errno.
+ * queue directory is fsynced before success is reported, one fsync shared
+ * by the commits and updates that run at the same time (group commit); every
+ * return value is checked and the first failing one decides errno.  Cleanup
+ * after a failure never overwrites that errno.
  *
  * Thread safety: the struct is read-only after qstore_open() except for two
- * atomics (id counter, item count); callers never work on one id from two
- * threads.  Recovery runs alone, before commits.
+ * atomics (id counter, item count) and the group-commit state under its
+ * mutex; callers never work on one id from two threads.  Recovery runs
+ * alone, before commits.
  *
  * Never: deletes a complete item other than by qstore_remove(); deletes a
  * file it cannot parse (that goes to quarantine/); follows a symlink in the
@@ -25,6 +27,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -40,12 +44,24 @@
 #include "core/crc32c.h"
 #include "core/log.h"
 
+/* A commit waiting for the queue folder to be fsynced (on its stack). */
+struct qstore_syncer {
+    struct qstore_syncer *next;
+    bool done;
+    int err;
+};
+
 struct qstore {
     char *dir;
     int dirfd, tmpfd, queuefd, quarfd;
     struct qstore_io io;
     _Atomic uint32_t counter;
     _Atomic size_t count;
+    /* group commit of the queue folder's fsync (sync_queue_group) */
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;
+    struct qstore_syncer *sync_waiting;
+    bool syncing;
 };
 
 /* ---- small helpers --------------------------------------------------- */
@@ -96,6 +112,8 @@ struct qstore *qstore_open(const char *dir, char *why, size_t whylen)
     if (!s)
         fatal("out of memory (queue store)");
     s->dirfd = s->tmpfd = s->queuefd = s->quarfd = -1;
+    if (pthread_mutex_init(&s->sync_mu, NULL) != 0 || pthread_cond_init(&s->sync_cv, NULL) != 0)
+        fatal("cannot create the queue's locks");
     s->io.write = sys_write;
     s->io.fsync = sys_fsync;
     s->dir = strdup(dir);
@@ -146,6 +164,8 @@ void qstore_close(struct qstore *s)
         if (fds[i] >= 0 && close(fds[i]) < 0)
             log_warn("%s: close: %s", s->dir, strerror(errno));
     }
+    pthread_mutex_destroy(&s->sync_mu);
+    pthread_cond_destroy(&s->sync_cv);
     free(s->dir);
     free(s);
 }
@@ -284,6 +304,48 @@ static int sync_dir(struct qstore *s, int fd, const char *sub, char *why, size_t
     return -1;
 }
 
+/*
+ * Group commit of the queue folder: concurrent commits share one fsync of
+ * it.  A commit's new names are durable once an fsync of the folder has
+ * STARTED after its rename.  Each commit queues itself (after its rename)
+ * and waits; whoever finds no fsync running takes every commit queued so
+ * far, runs one fsync for all of them, hands each its result and wakes the
+ * others.  A commit queued while an fsync runs waits for the next one.  A
+ * failed fsync fails exactly the commits of its group.
+ */
+static int sync_queue_group(struct qstore *s, char *why, size_t whylen)
+{
+    struct qstore_syncer me = {0};
+    pthread_mutex_lock(&s->sync_mu);
+    me.next = s->sync_waiting;
+    s->sync_waiting = &me;
+    while (!me.done) {
+        if (s->syncing) {
+            pthread_cond_wait(&s->sync_cv, &s->sync_mu);
+            continue;
+        }
+        struct qstore_syncer *group = s->sync_waiting;
+        s->sync_waiting = NULL;
+        s->syncing = true;
+        pthread_mutex_unlock(&s->sync_mu);
+        int err = s->io.fsync(s->queuefd) < 0 ? errno : 0;
+        pthread_mutex_lock(&s->sync_mu);
+        for (struct qstore_syncer *w = group, *next; w; w = next) {
+            next = w->next; /* w may be gone once done is set */
+            w->err = err;
+            w->done = true;
+        }
+        s->syncing = false;
+        pthread_cond_broadcast(&s->sync_cv);
+    }
+    pthread_mutex_unlock(&s->sync_mu);
+    if (me.err == 0)
+        return 0;
+    set_why(why, whylen, "%s/queue: fsync: %s", s->dir, strerror(me.err));
+    errno = me.err;
+    return -1;
+}
+
 int qstore_commit(struct qstore *s, struct envelope *env, const char *msg, size_t len, char *why,
                   size_t whylen)
 {
@@ -309,15 +371,16 @@ int qstore_commit(struct qstore *s, struct envelope *env, const char *msg, size_
      * at recovery), written and fsynced; then the .env written and fsynced in
      * tmp/ and renamed into queue/, so that an .env in queue/ is always whole
      * (a crash before the rename leaves junk in tmp/, removed at recovery);
-     * then the folder fsynced for both names -- and only then may the caller
-     * answer 250.  Same number of fsyncs as writing the .env in place.
+     * then the folder fsynced for both names, one fsync shared by the commits
+     * running at the same time (sync_queue_group) -- and only then may the
+     * caller answer 250.
      */
     if (write_at(s, s->queuefd, "queue", msgname, 1, msg, len, why, whylen) < 0)
         goto fail;
     if (write_tmp(s, envname, 0, eb.p, eb.len, why, whylen) < 0 ||
         publish(s, envname, why, whylen) < 0)
         goto fail_msg;
-    if (sync_dir(s, s->queuefd, "queue", why, whylen) < 0)
+    if (sync_queue_group(s, why, whylen) < 0)
         goto fail_env;
     buf_free(&eb);
     atomic_fetch_add(&s->count, 1);
@@ -361,7 +424,7 @@ int qstore_update(struct qstore *s, const struct envelope *env, char *why, size_
         goto out;
     }
     if (write_tmp(s, envname, 0, eb.p, eb.len, why, whylen) < 0 ||
-        publish(s, envname, why, whylen) < 0 || sync_dir(s, s->queuefd, "queue", why, whylen) < 0) {
+        publish(s, envname, why, whylen) < 0 || sync_queue_group(s, why, whylen) < 0) {
         e = errno;
         goto out;
     }

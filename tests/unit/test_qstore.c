@@ -19,10 +19,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../support/testutil.h"
@@ -788,6 +790,63 @@ static void test_unique_ids_threads(void **state)
     envelope_free(&c.kept);
 }
 
+/* Group commit: commits running at the same time share the queue folder's
+ * fsync (a slow folder fsync makes them meet), every commit still returns only
+ * after an fsync of the folder that began after its rename, and a failed
+ * folder fsync fails its own group and no other. */
+static _Atomic int dir_fsyncs, dir_fsync_fail_next;
+
+static int slow_dir_fsync(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        dir_fsyncs++;
+        struct timespec ts = {0, 3 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (atomic_exchange(&dir_fsync_fail_next, 0)) {
+            errno = EIO;
+            return -1;
+        }
+    }
+    return fsync(fd);
+}
+
+static void test_group_commit(void **state)
+{
+    struct fixture *f = *state;
+    static char ids[THREADS * PER_THREAD][ENV_ID_MAX + 1];
+    pthread_t th[THREADS];
+    struct worker w[THREADS];
+    struct qstore_io io = {.fsync = slow_dir_fsync};
+    qstore_set_io(f->s, &io);
+    dir_fsyncs = 0;
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){f->s, ids + i * PER_THREAD, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(w[i].failures, 0);
+    }
+    assert_int_equal(qstore_count(f->s), THREADS * PER_THREAD);
+    assert_true(dir_fsyncs >= 1);
+    assert_true(dir_fsyncs < THREADS * PER_THREAD); /* shared, not one each */
+    /* a failed folder fsync fails the commit it covered, and it leaves nothing */
+    dir_fsync_fail_next = 1;
+    struct envelope env;
+    char why[256];
+    make_env(&env, "bob@example.net");
+    assert_int_equal(qstore_commit(f->s, &env, "x\r\n", 3, why, sizeof(why)), -1);
+    assert_int_equal(errno, EIO);
+    assert_non_null(strstr(why, "fsync"));
+    envelope_free(&env);
+    assert_int_equal(count_dir(f, "queue"), 2 * THREADS * PER_THREAD);
+    make_env(&env, "bob@example.net"); /* the next group is fine again */
+    assert_int_equal(qstore_commit(f->s, &env, "x\r\n", 3, why, sizeof(why)), 0);
+    envelope_free(&env);
+    qstore_set_io(f->s, NULL);
+}
+
 static void test_room(void **state)
 {
     struct fixture *f = *state;
@@ -832,6 +891,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quarantine_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unique_ids_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
