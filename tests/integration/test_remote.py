@@ -630,12 +630,15 @@ class DsnTest(RemoteCase):
     @classmethod
     def setUpClass(cls):
         cls.rec = RecordingServer(cls.addClassCleanup)
+        cls.sink550 = start_sink(ClassScope(cls), "--fail", "RCPT:550:100")
+        routes = "rec.test=[127.0.0.1]:%d rej.test=[127.0.0.1]:%d" % (cls.rec.port,
+                                                                      cls.sink550.smtp_port)
         cls.env = ServeEnv(cleanup=cls.addClassCleanup, server={"hostname": "mx.d.test"},
                            queue={"retry": "1s", "give_up": "60s"},
-                           remote=remote_conf(routes="rec.test=[127.0.0.1]:%d" % cls.rec.port))
+                           remote=remote_conf(routes=routes))
         cls.env.add_user("alice@d.test", PASSWORD)
         cls.env.add_user("bob@d.test", PASSWORD)
-        cls.env.write_aliases("d.test", "fwd: x@rec.test\n")
+        cls.env.write_aliases("d.test", "fwd: x@rec.test\nold: gone@rej.test\n")
         cls.srv = cls.env.start()
 
     def wait_rcpt(self, addr):
@@ -678,6 +681,19 @@ class DsnTest(RemoteCase):
         self.assertTrue(wait_until(lambda: queue_empty(self.env), IO_TIMEOUT, 0.1))
         self.assertTrue(self.srv.wait_log(r"to=<y@rec\.test> via=smtp.* delivered"))
         self.assertEqual(dsns(self.env, "alice@d.test", "params"), [])
+
+    def test_bounce_names_the_address_that_failed(self):
+        """Through an alias, the DSN's Final-Recipient is the address that failed and
+        Original-Recipient the alias the client named (RFC 3464 2.3.1, 2.3.2)."""
+        host, port = self.srv.listeners["smtp"][0]
+        with smtplib.SMTP(host, port, local_hostname="client.test", timeout=IO_TIMEOUT) as s:
+            s.ehlo("client.test")
+            self.assertEqual(s.sendmail("alice@d.test", ["old@d.test"],
+                                        message("to the old one", "alice@d.test", "old@d.test")), {})
+        d = self.wait_dsn(self.env, "alice@d.test", "to the old one")
+        got = self.check_dsn(d, "alice@d.test", "mx.d.test", ["gone@rej.test"], r"^5\.", r"550")
+        self.assertEqual(re.sub(r"\s+", "", got["gone@rej.test"]["Original-Recipient"]),
+                         "rfc822;old@d.test")
 
     def test_notify_success_local(self):
         """NOTIFY=SUCCESS for a local mailbox: a "delivered" report to the sender."""
