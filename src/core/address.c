@@ -21,41 +21,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-/* The length of the valid UTF-8 sequence at s[0..len), or 0 if invalid. */
-static size_t addr_utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second octet */
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0; /* overlong */
-        else if (c == 0xed)
-            hi = 0x9f; /* surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90; /* overlong */
-        else if (c == 0xf4)
-            hi = 0x8f; /* above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
+#include "core/utf8.h"
 
 bool utf8_valid(const char *s, size_t len)
 {
@@ -63,7 +29,7 @@ bool utf8_valid(const char *s, size_t len)
     size_t i = 0;
 
     while (i < len) {
-        size_t n = addr_utf8_seq(p + i, len - i);
+        size_t n = utf8_seq_len(p + i, len - i);
         if (n == 0)
             return false;
         i += n;
@@ -109,7 +75,7 @@ static size_t addr_take_utf8(const unsigned char *s, size_t len, size_t i, int f
         *err = ADDR_EUTF8;
         return 0;
     }
-    n = addr_utf8_seq(s + i, len - i);
+    n = utf8_seq_len(s + i, len - i);
     if (n == 0)
         *err = ADDR_EUTF8;
     return n;

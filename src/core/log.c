@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/utf8.h"
+
 #define LOG_TEXT_MAX 2048
 
 static enum log_level log_min = LOG_INFO;
@@ -35,37 +37,11 @@ void log_set_prefix(const char *prefix)
     log_prefix = prefix;
 }
 
-/* Length of the valid UTF-8 sequence at p[0..n) (2 to 4), or 0 if there is none:
- * overlong forms, surrogates and code points above U+10FFFF are not valid. */
+/* Length of the valid UTF-8 sequence at p[0..n) (2 to 4) for a non-ASCII
+ * octet, or 0 if there is none. */
 static size_t log_utf8_len(const unsigned char *p, size_t n)
 {
-    unsigned char c = p[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second octet */
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0; /* overlong */
-        else if (c == 0xed)
-            hi = 0x9f; /* surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90; /* overlong */
-        else if (c == 0xf4)
-            hi = 0x8f; /* above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return len;
+    return p[0] < 0x80 ? 0 : utf8_seq_len(p, n);
 }
 
 /* Code points that are valid but act on the display: C1 controls, the line and
