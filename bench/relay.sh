@@ -200,10 +200,12 @@ start_tern() {
     mkdir -p "$d/data/domains/local.test"
     echo "u: x@relay.test" >"$d/data/domains/local.test/aliases"
     port[tern]=$(free_port)
+    chmod 755 "$work" "$d" # as root, tern serve runs as nobody after binding
     cat >"$d/tern.conf" <<EOF
 [server]
 hostname = mx.tern.test
 data_dir = data
+$([ "$(id -u)" -eq 0 ] && echo "user = nobody")
 # every load client is 127.0.0.1: no per-client limits (the other servers have none)
 max_sessions_per_ip = 0
 max_connect_rate_per_ip = 0
