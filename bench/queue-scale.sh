@@ -16,11 +16,13 @@
 #
 # The empty server is measured before the spool is generated.  Two servers
 # with identical configurations (local domain example.test, user
-# user@example.test, Maildir delivery, [queue] max_items above N): "empty"
+# user@example.test, Maildir delivery, [queue] max_items above N, no per-address
+# session or connection-rate limit, as root [server] user = nobody): "empty"
 # (no queue) and "backlog" (the N items).  Phases:
 #   1. start-up: each started, time from the exec to the log line "ready:";
-#      the backlog's log also gives listening -> "queue recovered" (the
-#      recovery proper).  Warm page cache (the generator just wrote the files);
+#      the log also gives exec -> "listening" (configuration, TLS and, as
+#      root, handing DATA_DIR/queue to [server] user = nobody: a look at every
+#      file) and "listening" -> "queue recovered" (the recovery proper).  Warm page cache (the generator just wrote the files);
 #      then one cold start after `sync; echo 3 > /proc/sys/vm/drop_caches` if
 #      permitted (COLD=0 skips it).
 #   2. memory: VmRSS, VmHWM and Pss (smaps_rollup) 2 s after "ready", backlog
@@ -41,8 +43,10 @@
 #
 #   bench/queue-scale.sh [path/to/tern] [N]        (N default 100000)
 #   env: RUNS=5 MESSAGES=2000 SESSIONS=10 SIZE=1024 SPREAD=3600 (s)
-#        QUIET=auto (s after the generation; 30 + IDLE + N/20000) IDLE=20 (s per CPU window)
+#        QUIET=auto (s after the generation; 30 + IDLE + N/10000) IDLE=20 (s per CPU window)
 #        DOMAINS=1 (dead domains, each its own next hop; 1..30: one routes line)
+#        ENV_VERSION=auto (2, with the message's size and CRC-32C, when tern
+#        knows "msg-crc32c"; else 1)
 #        COLD=1 (try one start with a dropped page cache; needs root)
 #        PROFILE=0 (1: one more backlog start under `perf record`, top symbols)
 #        SCHED_BENCH=1 (0: skip phase 5)  RUN_TIMEOUT=120 (s per delivery run)
@@ -65,8 +69,9 @@ SESSIONS=${SESSIONS:-10}
 SIZE=${SIZE:-1024}
 SPREAD=${SPREAD:-3600}
 DOMAINS=${DOMAINS:-1}
+ENV_VERSION=${ENV_VERSION:-auto}
 IDLE=${IDLE:-20}
-QUIET=${QUIET:-$((30 + IDLE + N / 20000))}
+QUIET=${QUIET:-$((30 + IDLE + N / 10000))}
 COLD=${COLD:-1}
 PROFILE=${PROFILE:-0}
 SCHED_BENCH=${SCHED_BENCH:-1}
@@ -83,8 +88,13 @@ note() { echo "# $*" >&2; }
 command -v python3 >/dev/null || die "python3 not found"
 if ! [[ $N =~ ^[0-9]+$ ]] || [ "$N" -lt 1 ] || [ "$N" -gt 10000000 ]; then die "N: 1..10000000"; fi
 if ! [[ $DOMAINS =~ ^[0-9]+$ ]] || [ "$DOMAINS" -lt 1 ] || [ "$DOMAINS" -gt 30 ]; then die "DOMAINS: 1..30"; fi
+if [ "$ENV_VERSION" = auto ]; then # version 2 (message size and CRC-32C) if this tern knows it
+    if grep -qa 'msg-crc32c' "$TERN"; then ENV_VERSION=2; else ENV_VERSION=1; fi
+fi
+case $ENV_VERSION in 1 | 2) ;; *) die "ENV_VERSION: auto, 1 or 2" ;; esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tern-queue-scale.XXXXXX")
+chmod 755 "$work" # [server] user = nobody (as root) must reach its data folders
 declare -A running # PIDs started here and not yet waited for (never a reaped, reusable one)
 cleanup() {
     local p
@@ -113,6 +123,8 @@ else
 fi
 
 # ---- the two servers: same configuration, own data folder and port ---------------
+run_as="" owner="-1 -1" # started as root, tern serve needs [server] user; the spool is then its
+if [ "$(id -u)" -eq 0 ]; then run_as="user = nobody" owner="$(id -u nobody) $(id -g nobody)"; fi
 declare -A port dir pid
 for s in empty backlog; do
     d=$work/$s
@@ -123,6 +135,9 @@ for s in empty backlog; do
 [server]
 hostname = mx.tern.test
 data_dir = data
+$run_as
+max_sessions_per_ip = 0
+max_connect_rate_per_ip = 0
 [listen]
 smtp = 127.0.0.1:${port[$s]}
 [queue]
@@ -141,18 +156,40 @@ done
 
 # ---- the backlog: N items written as files ---------------------------------------
 cat >"$work/gen.py" <<'PY'
-# gen.py QUEUE_DIR N DEAD_PORT QUIET SPREAD CREATED DOMAINS: N items, .msg then
-# .env of each (as tern writes them: their inodes side by side), two processes
-# (2 cores), no fsync (the script syncs once afterwards).  An item's first
-# retry falls due QUIET seconds after the end of the generation as projected
-# when it is written (the pace so far, times 1.5 for the fuller folder), plus
-# a uniform part over SPREAD; prints the earliest due time (Unix seconds).
+# gen.py QUEUE_DIR N DEAD_PORT QUIET SPREAD CREATED DOMAINS VERSION UID GID: N
+# items (owned by UID:GID unless -1), .msg then .env of each (as tern writes them: their inodes side by side), two
+# processes (2 cores), no fsync (the script syncs once afterwards).  VERSION 2
+# envelopes carry msg-size and msg-crc32c (recovery then reads every .msg);
+# the message is the same for every item but for its last line, so that its
+# CRC-32C is the prefix's continued over a few octets.  An item's first retry
+# falls due QUIET seconds after the end of the generation as projected when
+# it is written (the pace so far, times 2 for the fuller folder), plus a
+# uniform part over SPREAD; prints the earliest due time (Unix seconds).
 import os, random, sys, time
 from multiprocessing import Process, Queue
-qdir, n, port, quiet, spread, created, domains = sys.argv[1], *map(int, sys.argv[2:8])
+qdir, n, port, quiet, spread, created, domains, version, uid, gid = sys.argv[1], *map(int, sys.argv[2:11])
 procs = min(2, os.cpu_count() or 1)
 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 M64 = (1 << 64) - 1
+CRC_TABLE = []
+for b in range(256):
+    c = b
+    for _ in range(8):
+        c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    CRC_TABLE.append(c)
+def crc32c(crc, data):  # chains like crc32c_update() in src/core/crc32c.c
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+assert crc32c(0, b"123456789") == 0xE3069283
+PREFIX = (b"Received: from client.remote.test (127.0.0.1:40000)\n"
+          b"\tby mx.tern.test (tern) with ESMTP\n"
+          b"\tfor <u@example.test>; Wed, 25 Nov 2026 16:20:18 +0000\n"
+          b"From: <a@remote.test>\nTo: <backlog@dead.test>\nSubject: backlog\n"
+          b"Message-Id: <backlog@client.remote.test>\n\n"
+          + b"".join(b"%d%s\n" % (j, b"X" * 77) for j in range(5)))
+PREFIX_CRC = crc32c(0, PREFIX)
 def item_id(i):  # the random part: a splitmix64 of i
     z = ((i + 1) * 0x9E3779B97F4A7C15) & M64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
@@ -165,31 +202,31 @@ def hop(i):
 def put(name, data):
     fd = os.open(os.path.join(qdir, name), flags, 0o600)
     try:
+        if uid >= 0:
+            os.fchown(fd, uid, gid)
         os.write(fd, data)
     finally:
         os.close(fd)
 def work(k, out):
     rnd = random.Random(1000 + k)
-    body = b"".join(b"%d%s\n" % (j, b"X" * 77) for j in range(5))
     t0 = time.time()
     first = None
     for done, i in enumerate(range(k, n, procs)):
         iid = item_id(i)
         now = time.time()
         left = (n - i) / procs * ((now - t0) / done if done >= 200 else 0.002)
-        due = int(now + 1.5 * left) + quiet + rnd.randrange(spread)
+        due = int(now + 2 * left) + quiet + rnd.randrange(spread)
         first = due if first is None else min(first, due)
-        put(iid + ".msg", b"Received: from client.remote.test (127.0.0.1:40000)\n"
-            b"\tby mx.tern.test (tern) with ESMTP\n"
-            b"\tfor <u@example.test>; Wed, 25 Nov 2026 16:20:18 +0000\n"
-            b"From: <a@remote.test>\nTo: <x%d@%s>\nSubject: backlog %d\n"
-            b"Message-Id: <%s@client.remote.test>\n\n" % (i, dom(i).encode(), i, iid.encode()) + body)
-        put(iid + ".env", ("tern-envelope 1\nid %s\ncreated %d\nnext-attempt %d\n"
+        tail = b"item %s\n" % iid.encode()
+        put(iid + ".msg", PREFIX + tail)
+        sums = ("msg-size %d\nmsg-crc32c %08x\n" % (len(PREFIX) + len(tail), crc32c(PREFIX_CRC, tail))
+                if version >= 2 else "")
+        put(iid + ".env", ("tern-envelope %d\nid %s\ncreated %d\nnext-attempt %d\n%s"
             "sender <a@remote.test>\nsmtputf8 no\n8bitmime no\ndelay-warned no\n"
             "helo client.remote.test\npeer 127.0.0.1:40000\nrcpt x%d@%s\ntarget smtp\n"
             "status pending\nattempts 4\nlast-attempt %d\n"
             "error 4.4.1 connect to %s:%d: Connection refused\nend\n"
-            % (iid, created, due, i, dom(i), created + 60, hop(i), port)).encode())
+            % (version, iid, created, due, sums, i, dom(i), created + 60, hop(i), port)).encode())
     out.put(first if first is not None else 0)
 out = Queue()
 ps = [Process(target=work, args=(k, out)) for k in range(procs)]
@@ -207,7 +244,7 @@ generate() {
     local t
     t=$(date +%s%N)
     first_due=$(python3 "$work/gen.py" "${dir[backlog]}/data/queue/queue" "$N" "$dead_port" "$QUIET" \
-        "$SPREAD" $(($(date +%s) - 300)) "$DOMAINS")
+        "$SPREAD" $(($(date +%s) - 300)) "$DOMAINS" "$ENV_VERSION" $owner)
     gen_ms=$((($(date +%s%N) - t) / 1000000))
     t=$(date +%s%N)
     sync
@@ -229,8 +266,8 @@ cpu_ms() { # utime + stime of the process (all its threads), ms
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$1/stat"
 }
 attempts() { grep -c 'via=smtp' "$1" || true; }
-declare -A start_ms recover_ms
-start() { # $1 server [$2 wrapper...]: start it, wait for "ready", set start_ms/recover_ms
+declare -A start_ms recover_ms listen_ms
+start() { # $1 server [$2 wrapper...]: start it, wait for "ready", set start_ms/listen_ms/recover_ms
     local s=$1 log t0 t_listen t_rec t_ready i
     shift
     log=${dir[$s]}/serve.log
@@ -249,6 +286,7 @@ start() { # $1 server [$2 wrapper...]: start it, wait for "ready", set start_ms/
     t_rec=$(log_ms "$log" 'serve info: queue recovered:')
     t_ready=$(log_ms "$log" 'serve info: ready:')
     start_ms[$s]=$((t_ready - t0))
+    listen_ms[$s]=$((t_listen - t0)) # configuration, TLS, handing the spool to [server] user
     recover_ms[$s]=$((t_rec - t_listen))
 }
 stop() { # $1 server: SIGTERM, wait (bounded), the process is ours
@@ -273,7 +311,7 @@ declare -A rss hwm pss idle_cpu idle_att idle_len
 for s in empty backlog; do
     [ "$s" = backlog ] && generate
     start "$s"
-    note "$s: ready ${start_ms[$s]} ms after exec (recovery ${recover_ms[$s]} ms): $(grep -m1 'ready:' "${dir[$s]}/serve.log" | cut -d' ' -f5-)"
+    note "$s: ready ${start_ms[$s]} ms after exec (listening after ${listen_ms[$s]} ms, then recovery ${recover_ms[$s]} ms): $(grep -m1 'ready:' "${dir[$s]}/serve.log" | cut -d' ' -f5-)"
     sleep 2
     read -r rss[$s] hwm[$s] pss[$s] < <(mem "${pid[$s]}")
     len=$IDLE # the backlog's window ends before its first retry is due
@@ -287,7 +325,7 @@ for s in empty backlog; do
     note "$s: RSS ${rss[$s]} KiB (peak ${hwm[$s]}), PSS ${pss[$s]} KiB; idle ${len}s: ${idle_cpu[$s]} ms CPU, ${idle_att[$s]} attempts"
     [ "$s" = empty ] && stop empty
 done
-warm_start=${start_ms[backlog]} warm_recover=${recover_ms[backlog]}
+warm_start=${start_ms[backlog]} warm_recover=${recover_ms[backlog]} warm_listen=${listen_ms[backlog]}
 [ "${idle_att[backlog]}" -eq 0 ] || note "retries fell due during the quiet window: raise QUIET"
 
 # the trickle: wait (bounded by QUIET) until retries have been due for 10 s
@@ -310,7 +348,7 @@ if [ "$COLD" = 1 ]; then
     sync
     if (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
         start backlog
-        cold="${start_ms[backlog]} ms (recovery ${recover_ms[backlog]} ms)"
+        cold="${start_ms[backlog]} ms (listening after ${listen_ms[backlog]} ms, recovery ${recover_ms[backlog]} ms)"
         stop backlog
     else
         cold="refused: cannot write /proc/sys/vm/drop_caches"
@@ -427,12 +465,12 @@ kb_per_item() { awk -v a="$1" -v b="$2" -v n="$N" 'BEGIN {printf "%.0f", (b - a)
 med_e=$(echo "${rate[empty]}" | median) med_b=$(echo "${rate[backlog]}" | median)
 ratio=$(awk -v a="$med_b" -v b="$med_e" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "-"; else printf "%.2f", a / b }')
 echo
-echo "tern serve with $N queued items to $DOMAINS dead domain(s) ($spool_mb MiB spool, generated in $((gen_ms / 1000)) s + sync $((sync_ms / 1000)) s);"
+echo "tern serve with $N queued items (envelope version $ENV_VERSION) to $DOMAINS dead domain(s) ($spool_mb MiB spool, generated in $((gen_ms / 1000)) s + sync $((sync_ms / 1000)) s);"
 echo "$(nproc) CPUs, $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "| measure | empty queue | $N items | per item / ratio | goal |"
 echo "| --- | --- | --- | --- | --- |"
-echo "| start-up, exec to \"ready\" (warm cache) | ${start_ms[empty]} ms | $warm_start ms (recovery $warm_recover ms) | $(awk -v a="$warm_recover" -v n="$N" 'BEGIN {printf "%.1f µs", a * 1000 / n}') | < 5 s |"
+echo "| start-up, exec to \"ready\" (warm cache) | ${start_ms[empty]} ms | $warm_start ms (listening after $warm_listen ms, recovery $warm_recover ms) | $(awk -v a="$warm_recover" -v n="$N" 'BEGIN {printf "%.1f µs", a * 1000 / n}') | < 5 s |"
 echo "| start-up, restarts before each delivery run | $(echo ${starts[empty]} | tr ' ' '/') ms | $(echo ${starts[backlog]} | tr ' ' '/') ms | | |"
 echo "| start-up, cold page cache | | $cold | | |"
 echo "| RSS 2 s after ready | ${rss[empty]} KiB | ${rss[backlog]} KiB | $(kb_per_item "${rss[empty]}" "${rss[backlog]}") B | |"
