@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -888,6 +889,61 @@ static void client_msg_check(struct client_msg *m)
 
 /* ---- public ------------------------------------------------------------------------- */
 
+/*
+ * TLS contexts shared by every client of the process, one per CA file (NULL:
+ * the system's store).  Loading a CA bundle costs ~20 ms of CPU: a context
+ * per client made every new connection pay it (and a delivery worker's
+ * connection cache thrash on it).  A context is only read once set up, so
+ * threads may share it; the cache keeps one reference for the life of the
+ * process, and each client holds its own (SSL_CTX_up_ref).  A CA file that
+ * changes on disk is read again after a restart.
+ */
+#define CLIENT_CTX_MAX 8
+
+static struct {
+    char *ca; /* NULL: the system's store */
+    SSL_CTX *ctx;
+} client_ctxs[CLIENT_CTX_MAX];
+static pthread_mutex_t client_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static SSL_CTX *client_ssl_ctx_new(const char *ca)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        fatal("cannot create a TLS context");
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
+        fatal("cannot set the minimum TLS version");
+    if (ca) {
+        if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
+            log_warn("cannot load CA file %s", ca);
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        log_warn("cannot load the system's CA certificates");
+    }
+    return ctx;
+}
+
+/* A reference to the shared context for ca (the caller frees it with SSL_CTX_free). */
+static SSL_CTX *client_ssl_ctx(const char *ca)
+{
+    SSL_CTX *ctx = NULL;
+    pthread_mutex_lock(&client_ctx_mu);
+    for (size_t i = 0; i < CLIENT_CTX_MAX && !ctx; i++) {
+        if (!client_ctxs[i].ctx) { /* a free slot: the first use of this CA file */
+            client_ctxs[i].ctx = client_ssl_ctx_new(ca);
+            if (ca && !(client_ctxs[i].ca = strdup(ca)))
+                fatal("out of memory");
+            ctx = client_ctxs[i].ctx;
+        } else if (ca ? client_ctxs[i].ca && strcmp(client_ctxs[i].ca, ca) == 0
+                      : !client_ctxs[i].ca) {
+            ctx = client_ctxs[i].ctx;
+        }
+    }
+    if (ctx && SSL_CTX_up_ref(ctx) != 1)
+        fatal("cannot share a TLS context");
+    pthread_mutex_unlock(&client_ctx_mu);
+    return ctx ? ctx : client_ssl_ctx_new(ca); /* more CA files than slots: its own */
+}
+
 struct smtp_client *smtp_client_new(const struct smtp_client_conf *conf)
 {
     struct smtp_client *c = calloc(1, sizeof(*c));
@@ -923,19 +979,8 @@ struct smtp_client *smtp_client_new(const struct smtp_client_conf *conf)
     if (getrandom(&c->rng, sizeof(c->rng), 0) != sizeof(c->rng))
         c->rng = (uint64_t)clock_mono_ms() ^ (uint64_t)(uintptr_t)c;
     snprintf(c->tls_info, sizeof(c->tls_info), "none");
-    if (c->conf.tls != SMTP_TLS_NONE) {
-        c->ssl_ctx = SSL_CTX_new(TLS_client_method());
-        if (!c->ssl_ctx)
-            fatal("cannot create a TLS context");
-        if (SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION) != 1)
-            fatal("cannot set the minimum TLS version");
-        if (c->conf.tls_ca_file) {
-            if (SSL_CTX_load_verify_locations(c->ssl_ctx, c->conf.tls_ca_file, NULL) != 1)
-                log_warn("cannot load CA file %s", c->conf.tls_ca_file);
-        } else if (SSL_CTX_set_default_verify_paths(c->ssl_ctx) != 1) {
-            log_warn("cannot load the system's CA certificates");
-        }
-    }
+    if (c->conf.tls != SMTP_TLS_NONE)
+        c->ssl_ctx = client_ssl_ctx(c->conf.tls_ca_file);
     return c;
 }
 
