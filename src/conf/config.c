@@ -25,6 +25,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -1403,6 +1404,11 @@ int conf_load(const char *path, struct conf *c, struct conf_errors *e)
         *slash = '\0';
     else if (!getcwd(dir, sizeof(dir)))
         snprintf(dir, sizeof(dir), ".");
+    if (dir[0] != '/') { /* "sub/tern.conf": data_dir must not depend on the working folder */
+        char absdir[PATH_MAX];
+        if (realpath(dir, absdir) && strlen(absdir) < sizeof(dir))
+            snprintf(dir, sizeof(dir), "%s", absdir);
+    }
 
     struct conf_parse p = {.name = path, .c = c, .e = e, .text = text, .len = len};
     conf_parse_text(&p, dir);

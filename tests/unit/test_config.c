@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,6 +504,30 @@ static void test_maildir_path_and_default_path(void **state)
     conf_errors_free(&e);
 }
 
+/* "sub/tern.conf" given relative to the working folder: data_dir still comes out
+ * absolute (a relative one made every Maildir target unusable). */
+static void test_relative_config_path(void **state)
+{
+    (void)state;
+    char dir[256], path[512], old[4096], want[PATH_MAX];
+    struct conf c;
+    struct conf_errors e = {0};
+    assert_non_null(tu_tmpdir(dir, sizeof(dir), "tern-relconf"));
+    assert_int_equal(mkdir(tu_join(path, sizeof(path), dir, "sub"), 0700), 0);
+    tu_write_file(tu_join(path, sizeof(path), dir, "sub/tern.conf"),
+                  "[server]\nhostname = mx.example.org\ndata_dir = data\n", 0600);
+    assert_non_null(getcwd(old, sizeof(old)));
+    assert_int_equal(chdir(dir), 0);
+    int rc = conf_load("sub/tern.conf", &c, &e);
+    assert_int_equal(chdir(old), 0);
+    assert_int_equal(rc, 0);
+    assert_non_null(realpath(dir, want));
+    strcat(want, "/sub/data");
+    assert_string_equal(c.data_dir, want);
+    conf_errors_free(&e);
+    assert_int_equal(tu_rmtree(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -515,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_user_and_file_modes),
         cmocka_unit_test(test_maildir_path_and_default_path),
+        cmocka_unit_test(test_relative_config_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
