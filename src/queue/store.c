@@ -867,6 +867,20 @@ static void clean_tmp(struct qstore *s, struct qstore_stats *st)
     free_list(names, n);
 }
 
+/* Recovery found the item unusable: into quarantine/ (counted), or an error if it
+ * could not be moved.  loud: also an error line (damaged after its 250). */
+static void recover_quarantine(struct qstore *s, const char *id, const char *reason, bool loud,
+                               struct qstore_stats *st)
+{
+    if (loud)
+        log_error("id=%s: %s", id, reason);
+    int moved = quarantine_item(s, id, false, reason);
+    if (moved > 0)
+        st->quarantined += (size_t)moved;
+    else
+        st->errors++;
+}
+
 /* One .env of the queue.  Returns true if the item was handed on. */
 static bool recover_env(struct qstore *s, const char *id, bool readonly, qstore_item_fn fn,
                         void *ctx, struct qstore_stats *st)
@@ -920,7 +934,6 @@ static bool recover_env(struct qstore *s, const char *id, bool readonly, qstore_
         envelope_free(&env);
         return rc == ENV_OK;
     }
-    int moved;
     switch (rc) {
     case ENV_OK:
         fn(ctx, &env);
@@ -940,29 +953,14 @@ static bool recover_env(struct qstore *s, const char *id, bool readonly, qstore_
         /* an .env only reaches queue/ whole (renamed from tmp/): this one was
          * damaged after it was committed, and the client may have had its 250 */
         snprintf(reason, sizeof(reason), "envelope damaged after it was committed: %s", why);
-        log_error("id=%s: %s", id, reason);
-        moved = quarantine_item(s, id, false, reason);
-        if (moved > 0)
-            st->quarantined += (size_t)moved;
-        else
-            st->errors++;
+        recover_quarantine(s, id, reason, true, st);
         break;
     case QSTORE_DAMAGED:
-        snprintf(reason, sizeof(reason), "%s", why);
-        log_error("id=%s: %s", id, reason);
-        moved = quarantine_item(s, id, false, reason);
-        if (moved > 0)
-            st->quarantined += (size_t)moved;
-        else
-            st->errors++;
+        recover_quarantine(s, id, why, true, st);
         break;
     default:
         snprintf(reason, sizeof(reason), "unusable envelope: %s", why);
-        moved = quarantine_item(s, id, false, reason);
-        if (moved > 0)
-            st->quarantined += (size_t)moved;
-        else
-            st->errors++;
+        recover_quarantine(s, id, reason, false, st);
         break;
     }
     envelope_free(&env);

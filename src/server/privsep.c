@@ -88,6 +88,18 @@ static int privsep_give_tree(int fd0, const char *name, const struct privsep *ps
             continue;
         char sub[CONF_STR_MAX + 300];
         snprintf(sub, sizeof(sub), "%s/%s", name, de->d_name);
+        /* one look first: a file the user already owns (every file after the first
+           start) is not opened at all; what is handed over is checked again on its fd */
+        struct stat pre;
+        if (fstatat(dfd, de->d_name, &pre, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;
+            snprintf(why, whylen, "%s: %s", sub, strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (S_ISLNK(pre.st_mode) || (!S_ISDIR(pre.st_mode) && pre.st_uid != 0))
+            continue;
         int fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) {
             if (errno == ELOOP || errno == ENOENT || errno == ENXIO)
