@@ -267,7 +267,7 @@ static void pickup_run(void *arg)
 {
     struct pickup_job *j = arg;
     char why[256];
-    if (qstore_list(j->e->c.pickup, pickup_item, j, why, sizeof(why)) < 0)
+    if (qstore_take(j->e->c.pickup, pickup_item, j, why, sizeof(why)) < 0)
         log_error("pickup: %s", why);
 }
 

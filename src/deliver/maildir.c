@@ -2,28 +2,46 @@
  * maildir.c - deliver one message into a Maildir (see maildir.h).
  *
  * Every directory is opened with O_NOFOLLOW|O_DIRECTORY and every later
- * step works relative to those descriptors (openat, linkat, unlinkat), so
+ * step works relative to those descriptors (openat, renameat2, unlinkat), so
  * a symbolic link swapped in after the check is never followed.  The path
  * is used as given except for trailing slashes, which are dropped (a
  * trailing slash would make the kernel follow a symbolic link in spite of
  * O_NOFOLLOW).  Links higher up the path (/home -> /usr/home) are the
  * administrator's and are followed.
  *
- * Durability order: file written, fsync, close; link into new/; unlink
- * from tmp/; fsync new/.  OK only after that last fsync.  tmp/ is not
- * fsynced: a crash can at worst leave a second name of a delivered file in
- * tmp/, which Maildir readers remove after 36 hours; it can never lose or
- * duplicate a message, and it saves a journal commit per delivery.  On a
- * failure the file is removed again (best effort) and TEMP returned: the
- * queue retries, and a duplicate is preferred to a loss.  Nothing is
- * allocated; every descriptor is O_CLOEXEC and closed before return.
+ * Durability order: file written, fsync, close; renamed from tmp/ into
+ * new/ (renameat2 RENAME_NOREPLACE: one system call, never replacing a
+ * name; where the file system cannot do that, link into new/ and unlink
+ * from tmp/); fsync new/.  OK only after that last fsync.  The fsync of
+ * new/ is shared by the deliveries into the same new/ that wait for one at
+ * the same time (core/syncgroup.h: each one's rename happened before the
+ * shared fsync started), through a fixed table of groups keyed by new/'s
+ * device and inode; when every slot is busy with other folders, a plain
+ * fsync.  tmp/ is not fsynced: a crash can at worst leave a second name of
+ * a delivered file in tmp/ (the rename's two folder updates reach the disk
+ * apart on a file system without a journal), which Maildir readers remove
+ * after 36 hours, or, before OK, the file in neither folder (the queue
+ * retries); it can never lose or duplicate a message, and it saves a
+ * synchronous write per delivery.  On a failure the file is removed again
+ * (best effort) and TEMP returned: the queue retries, and a duplicate is
+ * preferred to a loss.  Nothing is allocated; every descriptor is
+ * O_CLOEXEC and closed before return.
+ *
+ * System calls per delivery, none that the rules above do not need: three
+ * opens (the Maildir, tmp/, new/: every later step is relative to them),
+ * an fstatat of cur/ (it must exist; its mtime for the look-up below), the
+ * file's create, writes, fsync and close, the rename, an fstat of new/ (the
+ * group's key), the shared fsync, three closes.  The file is not fstat'ed
+ * after writing: O_CREAT|O_EXCL made it, so it is a regular file of ours.
+ * The folders above the Maildir are made only when opening it says they
+ * are missing (the courier then retries once).
  *
  * Exactly once (struct maildir_once): the name is fixed by the queue item
  * and recipient, so a repeated delivery (a retry after kill -9 between the
  * link into new/ and the envelope update) first looks for that name in new/
  * (one fstatat) and for its unique part in cur/ (a reader may have moved
- * and flagged it); cur/ is read only when its mtime is not older than the
- * item's arrival, since nothing can have been moved there before.
+ * and flagged it); cur/ is opened and read only when its mtime is not older
+ * than the item's arrival, since nothing can have been moved there before.
  */
 #include "deliver/maildir.h"
 
@@ -31,6 +49,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,13 +60,96 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/syncgroup.h"
 #include "queue/envelope.h"
 
 #define MAILDIR_HOST_MAX 64 /* octets of the escaped host name in a file name */
 #define MAILDIR_NAME_MAX 200
 #define MAILDIR_TRIES 5
+#define MAILDIR_SYNC_SLOTS 64 /* new/ folders fsynced at once with a shared fsync */
 
 static atomic_uint maildir_counter;
+
+struct maildir_testio maildir_testio;
+
+/* the system calls a test may replace */
+static int maildir_renameat2(int ofd, const char *old, int nfd, const char *new, unsigned flags)
+{
+    if (maildir_testio.renameat2)
+        return maildir_testio.renameat2(ofd, old, nfd, new, flags);
+    return renameat2(ofd, old, nfd, new, flags);
+}
+
+static int maildir_fsync(int fd)
+{
+    return maildir_testio.fsync ? maildir_testio.fsync(fd) : fsync(fd);
+}
+
+static int maildir_mkdir(const char *path, mode_t mode)
+{
+    return maildir_testio.mkdir ? maildir_testio.mkdir(path, mode) : mkdir(path, mode);
+}
+
+/*
+ * The fsync groups of new/ folders.  A slot belongs to one folder (dev, ino)
+ * while users > 0; then every user holds a descriptor of that folder, so
+ * its inode cannot be freed and reused by another, and any user's
+ * descriptor fsyncs the same folder.  An idle slot (users 0: no call in its
+ * group, nothing queued, no fsync running) is taken over by any folder.
+ */
+struct maildir_syncslot {
+    dev_t dev;
+    ino_t ino;
+    unsigned users;
+    struct syncgroup group;
+};
+
+static pthread_mutex_t maildir_sync_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t maildir_sync_once = PTHREAD_ONCE_INIT;
+static struct maildir_syncslot maildir_sync_slots[MAILDIR_SYNC_SLOTS];
+
+static void maildir_sync_init(void)
+{
+    for (int i = 0; i < MAILDIR_SYNC_SLOTS; i++)
+        syncgroup_init(&maildir_sync_slots[i].group);
+}
+
+/* fsync new/ (nfd), shared with the concurrent deliveries into it. */
+static int maildir_sync_new(int nfd)
+{
+    struct maildir_syncslot *slot = NULL, *idle = NULL;
+    struct stat st;
+
+    if (fstat(nfd, &st) != 0)
+        return -1;
+    pthread_once(&maildir_sync_once, maildir_sync_init);
+    pthread_mutex_lock(&maildir_sync_mu);
+    for (int i = 0; i < MAILDIR_SYNC_SLOTS && !slot; i++) {
+        struct maildir_syncslot *s = &maildir_sync_slots[i];
+        if (s->users > 0 && s->dev == st.st_dev && s->ino == st.st_ino)
+            slot = s;
+        else if (s->users == 0 && !idle)
+            idle = s;
+    }
+    if (!slot && idle) {
+        slot = idle;
+        slot->dev = st.st_dev;
+        slot->ino = st.st_ino;
+    }
+    if (slot)
+        slot->users++;
+    pthread_mutex_unlock(&maildir_sync_mu);
+    if (!slot)
+        return maildir_fsync(nfd); /* every slot busy with other folders */
+
+    int rc = syncgroup_fsync(&slot->group, nfd, maildir_fsync);
+    int e = errno;
+    pthread_mutex_lock(&maildir_sync_mu);
+    slot->users--;
+    pthread_mutex_unlock(&maildir_sync_mu);
+    errno = e;
+    return rc;
+}
 
 static void maildir_close(int *fd)
 {
@@ -95,33 +197,57 @@ static int maildir_dir(int at, const char *name, const char *shown, bool *create
                        enum result_class *r, struct rcpt_result *err)
 {
     const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-    int fd = openat(at, name, flags);
+    int fd = openat(at, name, flags), e;
 
     if (fd < 0 && errno == ENOENT) {
         if (mkdirat(at, name, 0700) == 0) {
             *created = true;
         } else if (errno != EEXIST) {
-            *r = maildir_errno(err, errno, "create", shown);
+            e = errno;
+            *r = maildir_errno(err, e, "create", shown);
+            errno = e;
             return -1;
         }
         fd = openat(at, name, flags);
     }
     if (fd >= 0)
         return fd;
-    int e = errno;
+    e = errno;
     struct stat st;
     if ((e == ELOOP || e == ENOTDIR) && fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISLNK(st.st_mode)) {
             *r = result_fail(err, RESULT_PERM, "5.2.0", "mailbox refused: %s is a symbolic link",
                              at == AT_FDCWD ? "the Maildir" : name);
-            return -1;
+        } else {
+            *r = result_fail(err, RESULT_TEMP, "4.3.5",
+                             "%s is not a directory (the administrator must fix it)", shown);
         }
-        *r = result_fail(err, RESULT_TEMP, "4.3.5",
-                         "%s is not a directory (the administrator must fix it)", shown);
-        return -1;
+    } else {
+        *r = maildir_errno(err, e, "open", shown);
     }
-    *r = maildir_errno(err, e, "open", shown);
+    errno = e;
     return -1;
+}
+
+/*
+ * cur/ must exist (a Maildir reader needs it) but is read only by the
+ * look-up for an earlier copy: one fstatat when it is there, into *st;
+ * created (or refused, as maildir_dir() does) when it is not.  0, or -1
+ * with err filled.
+ */
+static int maildir_cur(int mfd, struct stat *st, bool *created, enum result_class *r,
+                       struct rcpt_result *err)
+{
+    if (fstatat(mfd, "cur", st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st->st_mode))
+        return 0;
+    int cfd = maildir_dir(mfd, "cur", "the Maildir's cur/", created, r, err);
+    if (cfd < 0)
+        return -1;
+    int rc = fstat(cfd, st);
+    if (rc != 0)
+        *r = maildir_errno(err, errno, "fstat", "the Maildir's cur/");
+    maildir_close(&cfd);
+    return rc;
 }
 
 /* "SECONDS.MusecPpidQcounterRrandom.host", or with once "TIME.UNIQ.host",
@@ -173,18 +299,17 @@ static bool maildir_same_uniq(const char *name, const char *uniq)
  * Has this delivery been made already?  new/name (the exact name), or an
  * entry of cur/ with the same unique part.  1 yes, 0 no, -1 with errno.
  */
-static int maildir_seen(int nfd, int cfd, const char *name, const struct maildir_once *once)
+static int maildir_seen(int mfd, int nfd, const struct stat *cur, const char *name,
+                        const struct maildir_once *once)
 {
     struct stat st;
     if (fstatat(nfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
         return 1;
     if (errno != ENOENT)
         return -1;
-    if (fstat(cfd, &st) != 0)
-        return -1;
-    if ((int64_t)st.st_mtim.tv_sec < once->time)
+    if ((int64_t)cur->st_mtim.tv_sec < once->time)
         return 0; /* nothing entered cur/ since the item arrived */
-    int dfd = openat(cfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = openat(mfd, "cur", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
         return -1;
     DIR *d = fdopendir(dfd);
@@ -237,7 +362,6 @@ static enum result_class maildir_write(int tfd, const char *name, const char *pr
 {
     char chunk[32768];
     struct courier_lf rd;
-    struct stat st;
     enum result_class r;
     size_t n;
     int fd;
@@ -258,19 +382,8 @@ static enum result_class maildir_write(int tfd, const char *name, const char *pr
             goto fail;
         }
     }
-    if (fsync(fd) != 0) {
+    if (maildir_fsync(fd) != 0) {
         r = maildir_errno(err, errno, "fsync", "the message");
-        goto fail;
-    }
-    if (fstat(fd, &st) != 0) {
-        r = maildir_errno(err, errno, "fstat", "the message");
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
-        r = result_fail(err, RESULT_PERM, "5.2.0",
-                        "mailbox refused: the new file in tmp/ is not a regular file with one "
-                        "link (%lu links)",
-                        (unsigned long)st.st_nlink);
         goto fail;
     }
     if (close(fd) != 0) {
@@ -285,30 +398,38 @@ fail:
     return r;
 }
 
-/* tmp/name -> new/name, never replacing anything.  0, or -1 with errno set. */
+/*
+ * tmp/name -> new/name, never replacing anything.  0, or -1 with errno set.
+ * One rename; link + unlink only where the kernel or the file system cannot
+ * rename without replacing (EINVAL: flag unknown to the file system).
+ */
 static int maildir_move(int tfd, int nfd, const char *name)
 {
-    if (linkat(tfd, name, nfd, name, 0) == 0) {
-        maildir_unlink(tfd, name, "tmp");
+    if (maildir_renameat2(tfd, name, nfd, name, RENAME_NOREPLACE) == 0)
         return 0;
-    }
-    if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS && errno != EMLINK)
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
         return -1;
-    /* file systems without hard links */
-    if (renameat2(tfd, name, nfd, name, RENAME_NOREPLACE) == 0)
-        return 0;
-    return -1;
+    if (linkat(tfd, name, nfd, name, 0) != 0)
+        return -1;
+    maildir_unlink(tfd, name, "tmp");
+    return 0;
 }
 
-enum result_class maildir_deliver(const char *path, const char *prefix, const char *msg, size_t len,
-                                  const char *hostname, const struct maildir_once *once,
-                                  struct rcpt_result *err)
+/*
+ * maildir_deliver(); *no_parent (when not NULL) is set when the Maildir could
+ * not be opened or made because a folder above it is missing.
+ */
+static enum result_class maildir_deliver_in(const char *path, const char *prefix, const char *msg,
+                                            size_t len, const char *hostname,
+                                            const struct maildir_once *once,
+                                            struct rcpt_result *err, bool *no_parent)
 {
     char dir[PATH_MAX], name[MAILDIR_NAME_MAX];
-    int mfd = -1, tfd = -1, nfd = -1, cfd = -1;
+    int mfd = -1, tfd = -1, nfd = -1;
     bool made_maildir = false, made_sub = false;
     enum result_class r = RESULT_TEMP;
     size_t plen = path ? strlen(path) : 0;
+    struct stat cur;
     int e;
 
     result_clear(err);
@@ -320,8 +441,11 @@ enum result_class maildir_deliver(const char *path, const char *prefix, const ch
     dir[plen] = '\0';
 
     mfd = maildir_dir(AT_FDCWD, dir, dir, &made_maildir, &r, err);
-    if (mfd < 0)
+    if (mfd < 0) {
+        if (no_parent)
+            *no_parent = errno == ENOENT;
         return r;
+    }
     if (made_maildir) {
         /* make the new Maildir's name durable in its parent */
         char parent[PATH_MAX];
@@ -335,7 +459,7 @@ enum result_class maildir_deliver(const char *path, const char *prefix, const ch
             parent[slash - dir] = '\0';
         }
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (pfd < 0 || fsync(pfd) != 0) {
+        if (pfd < 0 || maildir_fsync(pfd) != 0) {
             r = maildir_errno(err, errno, "fsync the parent of", dir);
             maildir_close(&pfd);
             goto out;
@@ -345,18 +469,16 @@ enum result_class maildir_deliver(const char *path, const char *prefix, const ch
     tfd = maildir_dir(mfd, "tmp", "the Maildir's tmp/", &made_sub, &r, err);
     if (tfd >= 0)
         nfd = maildir_dir(mfd, "new", "the Maildir's new/", &made_sub, &r, err);
-    if (nfd >= 0)
-        cfd = maildir_dir(mfd, "cur", "the Maildir's cur/", &made_sub, &r, err);
-    if (cfd < 0)
+    if (nfd < 0 || maildir_cur(mfd, &cur, &made_sub, &r, err) != 0)
         goto out;
-    if (made_sub && fsync(mfd) != 0) {
+    if (made_sub && maildir_fsync(mfd) != 0) {
         r = maildir_errno(err, errno, "fsync", dir);
         goto out;
     }
 
     if (once) {
         maildir_name(name, sizeof(name), hostname, once);
-        int seen = maildir_seen(nfd, cfd, name, once);
+        int seen = maildir_seen(mfd, nfd, &cur, name, once);
         if (seen < 0) {
             r = maildir_errno(err, errno, "look for an earlier copy in", dir);
             goto out;
@@ -393,7 +515,7 @@ enum result_class maildir_deliver(const char *path, const char *prefix, const ch
         r = maildir_errno(err, e, "move the message into", "the Maildir's new/");
         goto out;
     }
-    if (fsync(nfd) != 0) {
+    if (maildir_sync_new(nfd) != 0) {
         e = errno;
         maildir_unlink(nfd, name, "new"); /* not known to be durable: the queue retries */
         r = maildir_errno(err, e, "fsync", "the Maildir's new/");
@@ -402,34 +524,73 @@ enum result_class maildir_deliver(const char *path, const char *prefix, const ch
     r = RESULT_OK;
     result_clear(err);
 out:
-    maildir_close(&cfd);
     maildir_close(&nfd);
     maildir_close(&tfd);
     maildir_close(&mfd);
     return r;
 }
 
-/* Create the missing folders above a Maildir (0700 each); the Maildir itself is
- * made by maildir_deliver(), which also refuses symlinks there. */
-static void maildir_mkparents(const char *maildir)
+enum result_class maildir_deliver(const char *path, const char *prefix, const char *msg, size_t len,
+                                  const char *hostname, const struct maildir_once *once,
+                                  struct rcpt_result *err)
+{
+    return maildir_deliver_in(path, prefix, msg, len, hostname, once, err, NULL);
+}
+
+/*
+ * fsync the folder that holds path (its name just made there).  0, or -1
+ * with errno.
+ */
+static int maildir_sync_parent(char *path)
+{
+    char *slash = strrchr(path, '/');
+    char keep = slash ? slash[1] : '\0';
+    if (slash)
+        slash[slash == path ? 1 : 0] = '\0';
+    int fd = open(slash ? path : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd < 0 ? -1 : maildir_fsync(fd);
+    int e = errno;
+    if (slash == path)
+        slash[1] = keep;
+    else if (slash)
+        *slash = '/';
+    maildir_close(&fd);
+    errno = e;
+    return rc;
+}
+
+/*
+ * Create the missing folders above a Maildir (0700 each), each one's name
+ * made durable in its parent before anything is delivered below it; the
+ * Maildir itself is made by maildir_deliver(), which also refuses symlinks
+ * there.  0, or -1 with errno.
+ */
+static int maildir_mkparents(const char *maildir)
 {
     char p[PATH_MAX];
-    if (snprintf(p, sizeof(p), "%s", maildir) >= (int)sizeof(p))
-        return;
+    if (snprintf(p, sizeof(p), "%s", maildir) >= (int)sizeof(p)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     char *slash = strrchr(p, '/');
     if (!slash || slash == p)
-        return;
+        return 0;
     *slash = '\0';
-    for (char *q = p + 1; *q; q++) {
-        if (*q != '/')
+    for (char *q = p + 1;; q++) {
+        if (*q != '/' && *q != '\0')
             continue;
+        bool last = *q == '\0';
         *q = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-            return;
+        if (maildir_mkdir(p, 0700) == 0) {
+            if (maildir_sync_parent(p) != 0)
+                return -1;
+        } else if (errno != EEXIST) {
+            return -1;
+        }
+        if (last)
+            return 0;
         *q = '/';
     }
-    if (mkdir(p, 0700) < 0 && errno != EEXIST)
-        log_debug("mkdir %s: %s", p, strerror(errno));
 }
 
 static void maildir_courier(const struct courier_job *j, struct rcpt_result *res)
@@ -438,6 +599,7 @@ static void maildir_courier(const struct courier_job *j, struct rcpt_result *res
     char uniq[ENV_ID_MAX + 24];
     struct maildir_once once = {.uniq = uniq}, *op = NULL;
     const struct envelope *env = j->env;
+    bool no_parent = false;
 
     courier_local_init(&cl, j, &res[0]);
     /* the queue id and the recipient's index in its envelope name this delivery */
@@ -447,8 +609,18 @@ static void maildir_courier(const struct courier_job *j, struct rcpt_result *res
         once.time = env->created;
         op = &once;
     }
-    maildir_mkparents(j->arg);
-    maildir_deliver(j->arg, cl.prefix, j->msg, j->len, j->hostname, op, &res[0]);
+    /* the folders above the Maildir are made only for a first delivery (a
+     * new user or domain), not with several mkdir calls on every one */
+    if (maildir_deliver_in(j->arg, cl.prefix, j->msg, j->len, j->hostname, op, &res[0],
+                           &no_parent) == RESULT_TEMP &&
+        no_parent) {
+        if (maildir_mkparents(j->arg) != 0) {
+            int e = errno;
+            maildir_errno(&res[0], e, "create the folders above", j->arg);
+            return;
+        }
+        maildir_deliver_in(j->arg, cl.prefix, j->msg, j->len, j->hostname, op, &res[0], NULL);
+    }
 }
 
 const struct courier_ops courier_maildir = {.name = "maildir", .deliver = maildir_courier};

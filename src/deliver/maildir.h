@@ -3,10 +3,12 @@
  * (https://cr.yp.to/proto/maildir.html), the default, no program needed.
  *
  * The message is written to tmp/NAME (O_CREAT|O_EXCL|O_NOFOLLOW), fsynced,
- * closed, checked (a regular file with one link), linked to new/NAME,
- * unlinked from tmp/, and new/ is fsynced: OK is returned only once the
- * message is durable in new/.  NAME is "SECONDS.MusecPpidQcounterRrandom.
- * host" (the Maildir spec's unique name, as Dovecot writes it).
+ * closed, renamed to new/NAME without replacing anything (renameat2
+ * RENAME_NOREPLACE; link + unlink where the file system lacks it), and
+ * new/ is fsynced, one fsync shared by the deliveries into that Maildir
+ * running at the same time: OK is returned only once the message is
+ * durable in new/.  NAME is "SECONDS.MusecPpidQcounterRrandom.host" (the
+ * Maildir spec's unique name, as Dovecot writes it).
  *
  * Line ends: the file is stored with LF line ends (every CRLF of the queued
  * message and of the prefix becomes LF), which is what Maildir readers
@@ -40,15 +42,18 @@
  *
  * Safety: the Maildir and its tmp/, new/ and cur/ may not be symbolic links
  * (PERM 5.2.0); all are created (mode 0700) when absent, but not the
- * Maildir's parent.  Disk full (4.3.1), quota (4.2.2), I/O errors (4.3.0),
- * permission problems and a missing parent directory (4.3.5, the
- * administrator can fix them) are TEMP.
+ * Maildir's parent (the courier makes the folders above only when the
+ * Maildir cannot be made for want of them, and then retries once).  Disk
+ * full (4.3.1), quota (4.2.2), I/O errors (4.3.0), permission problems and
+ * a missing parent directory (4.3.5, the administrator can fix them) are
+ * TEMP.
  */
 #ifndef TERN_DELIVER_MAILDIR_H
 #define TERN_DELIVER_MAILDIR_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "deliver/courier.h"
 
@@ -69,5 +74,18 @@ struct maildir_once {
 enum result_class maildir_deliver(const char *path, const char *prefix, const char *msg, size_t len,
                                   const char *hostname, const struct maildir_once *once,
                                   struct rcpt_result *err);
+
+/*
+ * For tests only: system calls to use instead of the real ones (NULL: the
+ * real one).  fsync covers the message file and the folders; mkdir the
+ * folders above a Maildir.  Set them before any delivery runs.
+ */
+struct maildir_testio {
+    int (*renameat2)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+                     unsigned flags);
+    int (*fsync)(int fd);
+    int (*mkdir)(const char *path, mode_t mode);
+};
+extern struct maildir_testio maildir_testio;
 
 #endif

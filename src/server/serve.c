@@ -253,6 +253,8 @@ static const char serve_usage[] =
     "queue now; TERM/INT stop (421 to open sessions; the queue is kept).\n"
     "See docs/CONFIG.md.\n";
 
+#define SERVE_QUEUE_SPARES 256
+
 static struct qstore *serve_open_spool(const char *data_dir, const char *name)
 {
     char dir[CONF_STR_MAX + 16], why[512];
@@ -371,6 +373,9 @@ int serve_main(int argc, char **argv)
     if (!(sv.store = serve_open_spool(cf->data_dir, "queue")) ||
         !(sv.pickup = serve_open_spool(cf->data_dir, "pickup")))
         return 1;
+    /* removed items' files are written over by the next commits (store.h):
+     * enough for the commits that run at once, a bounded disk cost */
+    qstore_set_spares(sv.store, SERVE_QUEUE_SPARES);
 
     /* after the listeners: the loop check knows our addresses */
     struct engine_conf ec = {.store = sv.store,

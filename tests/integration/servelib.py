@@ -256,6 +256,90 @@ def queue_files(data_dir, sub="queue"):
         return []
 
 
+# ---- queue items on disk ---------------------------------------------------------
+#
+# One file per item, data_dir/queue/queue/ID (no extension): the envelope text as
+# envelope_format() writes it ("tern-envelope 2" ... "end\n", with msg-size and the
+# message's msg-crc32c), immediately followed by exactly msg-size octets of message.
+# An older tern left two files, ID.env (envelope) and ID.msg (message): "legacy".
+
+_CRC32C_TABLE = []
+for _b in range(256):
+    _c = _b
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    _CRC32C_TABLE.append(_c)
+
+
+def crc32c(data, crc=0):
+    """CRC-32C (Castagnoli) of data, chained like crc32c_update() in src/core/crc32c.c."""
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = _CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def envelope_end(data):
+    """The offset just after the first line "end" of a queue item's octets, or -1 if there is none
+    (the envelope was cut short)."""
+    if data.startswith(b"end\n"):
+        return 4
+    i = data.find(b"\nend\n")
+    return -1 if i < 0 else i + 5
+
+
+def split_item(path):
+    """(envelope text, message octets) of the one-file queue item at path: the text up to and
+    including the first line "end", and what follows it.  (whole text, None) if there is no
+    end line."""
+    with open(path, "rb") as f:
+        data = f.read()
+    end = envelope_end(data)
+    if end < 0:
+        return data.decode("utf-8", "replace"), None
+    return data[:end].decode("utf-8", "replace"), data[end:]
+
+
+def item_envelope(path):
+    """The envelope text of the one-file queue item at path (see split_item)."""
+    return split_item(path)[0]
+
+
+def item_problem(path):
+    """None if the one-file item at path is whole: a version 2 envelope up to its first "end"
+    line, then exactly msg-size octets whose CRC-32C is msg-crc32c; else what is wrong."""
+    envtext, msg = split_item(path)
+    if msg is None:
+        return "no end line"
+    if not envtext.startswith("tern-envelope 2\n"):
+        return "not a version 2 envelope: %r" % envtext[:40]
+    size = re.search(r"^msg-size (\d+)$", envtext, re.M)
+    crc = re.search(r"^msg-crc32c ([0-9a-f]{8})$", envtext, re.M)
+    if not size or not crc:
+        return "no msg-size or msg-crc32c line"
+    if int(size.group(1)) != len(msg):
+        return "%d octets after the envelope, msg-size says %s" % (len(msg), size.group(1))
+    if crc32c(msg) != int(crc.group(1), 16):
+        return "CRC-32C %08x, msg-crc32c says %s" % (crc32c(msg), crc.group(1))
+    return None
+
+
+def item_path(data_dir, qid, sub="queue"):
+    """data_dir/queue/sub/ID: where the one-file item ID is (or is quarantined)."""
+    return os.path.join(data_dir, "queue", sub, qid)
+
+
+def envelope_v2(qid, msg, rest, created=None, next_attempt=None):
+    """A version 2 envelope of message msg (octets) as envelope_format() writes it: the header
+    lines, msg-size and msg-crc32c, then rest (the lines from "sender <...>" on, with or without
+    the closing "end" line)."""
+    now = int(time.time())
+    created = now - 5 if created is None else created
+    next_attempt = now - 5 if next_attempt is None else next_attempt
+    return ("tern-envelope 2\nid %s\ncreated %d\nnext-attempt %d\nmsg-size %d\nmsg-crc32c %08x\n%s"
+            % (qid, created, next_attempt, len(msg), crc32c(msg), rest))
+
+
 def queued_id(reply):
     """The queue id from a '250 2.0.0 Ok: queued as ID' reply (a ternlib Reply, or text/bytes)."""
     text = reply.text if hasattr(reply, "text") else reply

@@ -24,7 +24,8 @@ import threading
 import time
 import unittest
 
-from servelib import HOSTNAME, ServeEnv, cert_paths, queued_id, unreachable_remote, wait_until
+from servelib import (HOSTNAME, ServeEnv, cert_paths, envelope_v2, item_envelope, item_path, item_problem,
+                      queued_id, split_item, unreachable_remote, wait_until)
 from ternlib import TERN, Dialogue, dot_stuff, have_ipv6_loopback, message, run, send_raw
 
 PW = {"alice@example.test": "alice-pw", "bob@example.test": "bob pw 2", "carol@example.test": "c4rol!",
@@ -311,14 +312,18 @@ class PolicyTest(ServeCase):
                 self.wait_one(self.env, "bob@example.test", subject)
                 self.assertTrue(self.srv.wait_log(r"id=%s to=<bob@remote\.test> via=smtp\b.* deferred: "
                                                   % re.escape(qid)), self.srv.log[-3000:])
-                with open(os.path.join(self.env.queue_dir, "queue", qid + ".env")) as f:
-                    envtext = f.read()
+                # one file: the envelope, then the message it describes (size and CRC-32C)
+                path = item_path(self.env.data_dir, qid)
+                envtext, msg_part = split_item(path)
                 self.assertIn("sender <alice@example.test>\n", envtext)
                 self.assertIn("auth-user alice@example.test\n", envtext)
                 self.assertIn("rcpt bob@remote.test\n", envtext)
                 self.assertIn("target smtp\n", envtext)
-                self.assertTrue(envtext.endswith("end\n"))
-                self.assertTrue(os.path.exists(os.path.join(self.env.queue_dir, "queue", qid + ".msg")))
+                self.assertTrue(envtext.endswith("\nend\n"), envtext)
+                self.assertIsNone(item_problem(path))
+                self.assertIn(b"Subject: " + subject.encode(), msg_part)
+                self.assertFalse([n for n in self.env.queue_files() if n.startswith(qid + ".")],
+                                 self.env.queue_files())
 
     def test_submission_requires_auth(self):
         d = session(self, self.srv, "submission")
@@ -663,26 +668,27 @@ class MdaTest(ServeCase):
         qid, msg = self.send("x@remote.test", "bob@example.test", "mda later")
         self.assertTrue(self.srv.wait_log(r"id=%s to=<bob@example\.test> via=mda deferred: 4\.\d+\.\d+ .*"
                                           r"mda refuses" % qid), self.srv.log[-3000:])
-        # the attempt is recorded in the envelope on disk (rewritten after the log line)
-        envpath = os.path.join(self.env.queue_dir, "queue", qid + ".env")
+        # the attempt is recorded in the envelope part of the item on disk (rewritten after the
+        # log line, with the same message octets after it)
+        path = item_path(self.env.data_dir, qid)
 
         def attempts():
-            with open(envpath) as f:
-                m = re.search(r"\nattempts (\d+)\n", f.read())
+            m = re.search(r"\nattempts (\d+)\n", item_envelope(path))
             return m and int(m.group(1))
 
         self.assertTrue(wait_until(attempts), self.srv.log[-2000:])
-        with open(envpath) as f:
-            envtext = f.read()
+        envtext, msg_part = split_item(path)
         self.assertIn("\nstatus pending\n", envtext)
         self.assertRegex(envtext, r"\nerror 4\.3\.0 .*mda refuses")
+        self.assertIsNone(item_problem(path))
+        self.assertTrue(msg_part.replace(b"\r\n", b"\n").endswith(lf(msg)), msg_part[-200:])
         os.unlink(self.env.path("exit-bob@example.test"))
         outs = wait_mda(self.env, "bob@example.test", 1)
         self.assertTrue(outs, self.srv.log[-3000:])
         self.assertTrue(outs[0][1].endswith(lf(msg)))
         self.assertTrue(self.srv.wait_log(r"id=%s: done" % qid))
         self.assertNotRegex(self.srv.log, r"id=%s: failure notice" % qid)
-        self.assertFalse(os.path.exists(os.path.join(self.env.queue_dir, "queue", qid + ".env")))
+        self.assertFalse(os.path.exists(path))
 
     def test_timeout_is_transient(self):
         set_flag(self.env, "hang", "carol@example.test")
@@ -753,13 +759,13 @@ class QueueLimitTest(ServeCase):
         for i in range(2):  # relayed mail stays queued (its next hop refuses connections)
             r = d.transaction("alice@example.test", ["far%d@remote.test" % i], message(subject="fill %d" % i))
             self.assertEqual(r.code, 250, r)
-        self.assertEqual(len(env.queue_files()), 4)
+        self.assertEqual(len(env.queue_files()), 2)  # one file per item
         d.cmd("MAIL FROM:<alice@example.test>", 452, "4.3.1")
         s = session(self, srv)
         s.cmd("MAIL FROM:<x@remote.test>", 452, "4.3.1")
         s.cmd("NOOP", 250)  # the session goes on
         self.assertTrue(srv.wait_log(r"refusing mail: queue full"))
-        self.assertEqual(len(env.queue_files()), 4)
+        self.assertEqual(len(env.queue_files()), 2)
 
     def test_min_free_space_452(self):
         env = ServeEnv(self, queue={"min_free_space": "1000000G"})
@@ -807,24 +813,49 @@ class ConcurrencyTest(ServeCase):
 # ---- queue recovery -------------------------------------------------------------------------
 
 
-def write_item(env, qid, rcpt, sender="x@remote.test", subject="recovered", end=True, target=None,
-               extra_env="", next_attempt=None):
-    """A queue item written by hand (data_dir/queue/queue/ID.env + ID.msg), in the envelope format
-    of src/queue/envelope.c; returns the message bytes."""
+def _item_parts(env, rcpt, sender, subject, target, extra_env):
+    """(the envelope lines from "sender" to the last of the recipient, without "end"; the message)
+    of a hand-written queue item, in the envelope format of src/queue/envelope.c."""
+    if target is None:
+        target = "maildir:" + env.maildir_path(rcpt)
+    rest = ("sender <%s>\nsmtputf8 no\n8bitmime no\ndelay-warned no\nhelo old.client.test\n"
+            "peer [192.0.2.9]:2525\n%srcpt %s\norig %s\ntarget %s\nstatus pending\nattempts 0\n"
+            "last-attempt 0\n" % (sender, extra_env, rcpt, rcpt, target))
+    msg = message(subject=subject, frm=sender, to=rcpt, body="written before start-up\r\n")
+    return rest, msg
+
+
+def write_item(env, qid, rcpt, sender="x@remote.test", subject="recovered", target=None, extra_env="",
+               next_attempt=None):
+    """A queue item written by hand as the store commits one: ONE file data_dir/queue/queue/ID, a
+    version 2 envelope (with the message's size and CRC-32C) up to its "end" line, then the message.
+    Returns (the message bytes, the path of the file)."""
     q = os.path.join(env.queue_dir, "queue")
     os.makedirs(q, exist_ok=True)
+    rest, msg = _item_parts(env, rcpt, sender, subject, target, extra_env)
+    path = os.path.join(q, qid)
+    with open(path, "wb") as f:
+        f.write(envelope_v2(qid, msg, rest + "end\n", next_attempt=next_attempt).encode() + msg)
+    return msg, path
+
+
+def write_legacy_item(env, qid, rcpt, sender="x@remote.test", subject="recovered", version=1, end=True,
+                      target=None, extra_env="", next_attempt=None):
+    """A queue item as an older tern left it: data_dir/queue/queue/ID.env + ID.msg, the envelope
+    in version 1 (no checksum lines) or 2 (msg-size and msg-crc32c of the .msg); end=False leaves
+    out the "end" line (a version 1 .env cut while it was written).  Returns the message bytes."""
+    q = os.path.join(env.queue_dir, "queue")
+    os.makedirs(q, exist_ok=True)
+    rest, msg = _item_parts(env, rcpt, sender, subject, target, extra_env)
+    if end:
+        rest += "end\n"
     now = int(time.time())
     if next_attempt is None:
         next_attempt = now - 5
-    if target is None:
-        target = "maildir:" + env.maildir_path(rcpt)
-    text = ("tern-envelope 1\nid %s\ncreated %d\nnext-attempt %d\nsender <%s>\nsmtputf8 no\n8bitmime no\n"
-            "delay-warned no\nhelo old.client.test\npeer [192.0.2.9]:2525\n%s"
-            "rcpt %s\norig %s\ntarget %s\nstatus pending\nattempts 0\nlast-attempt 0\n"
-            % (qid, now - 5, next_attempt, sender, extra_env, rcpt, rcpt, target))
-    if end:
-        text += "end\n"
-    msg = message(subject=subject, frm=sender, to=rcpt, body="written before start-up\r\n")
+    if version == 1:
+        text = "tern-envelope 1\nid %s\ncreated %d\nnext-attempt %d\n%s" % (qid, now - 5, next_attempt, rest)
+    else:
+        text = envelope_v2(qid, msg, rest, created=now - 5, next_attempt=next_attempt)
     with open(os.path.join(q, qid + ".msg"), "wb") as f:
         f.write(msg)
     with open(os.path.join(q, qid + ".env"), "w") as f:
@@ -836,9 +867,11 @@ class QueueRecoveryTest(ServeCase):
     def test_item_written_before_start_is_delivered(self):
         env = ServeEnv(self)
         add_users(env, "alice@example.test")
-        msg = write_item(env, "handmade-1", "alice@example.test")
+        msg, _ = write_item(env, "handmade-1", "alice@example.test")
         srv = env.start()
         self.assertTrue(srv.wait_log(r"recovered 1 items"), srv.log)
+        self.assertRegex(srv.log, r"queue recovered: 1 items, 0 incomplete removed, 0 orphans removed, "
+                                  r"0 quarantined")
         self.assertRegex(srv.log, r"ready: .* queued=1")
         m = self.wait_one(env, "alice@example.test", "recovered")
         self.assert_delivered(m, "alice@example.test", "x@remote.test", "recovered",
@@ -847,37 +880,105 @@ class QueueRecoveryTest(ServeCase):
         self.assertTrue(srv.wait_log(r"id=handmade-1: done"))
         self.assertTrue(wait_until(lambda: env.queue_files() == []), env.queue_files())
 
+    def test_legacy_items_converted_and_delivered(self):
+        """ID.env + ID.msg left by an older tern (envelope version 2 with the checksum lines, and
+        version 1 without) are converted at start-up into the one-file form and delivered; no
+        .env or .msg stays behind."""
+        env = ServeEnv(self)
+        add_users(env, "alice@example.test")
+        later = int(time.time()) + 3600
+        msgs = {
+            "legacy-v2": write_legacy_item(env, "legacy-v2", "alice@example.test", subject="legacy v2",
+                                           version=2),
+            "legacy-v1": write_legacy_item(env, "legacy-v1", "alice@example.test", subject="legacy v1",
+                                           version=1),
+            # not due yet: they stay queued, so that the converted files can be looked at
+            "later-v2": write_legacy_item(env, "later-v2", "alice@example.test", subject="later v2",
+                                          version=2, next_attempt=later),
+            "later-v1": write_legacy_item(env, "later-v1", "alice@example.test", subject="later v1",
+                                          version=1, next_attempt=later),
+        }
+        srv = env.start()
+        self.assertTrue(srv.wait_log(r"queue recovered: 4 items, 0 incomplete removed, 0 orphans removed, "
+                                     r"0 quarantined"), srv.log)
+        self.assertRegex(srv.log, r"ready: .* queued=4")
+        for subject in ("legacy v2", "legacy v1"):
+            m = self.wait_one(env, "alice@example.test", subject)
+            self.assert_delivered(m, "alice@example.test", "x@remote.test", subject,
+                                  body="written before start-up\n", received=False)
+            self.assertTrue(m.raw.endswith(lf(msgs[subject.replace(" ", "-")])))
+        self.assertTrue(srv.wait_log(r"id=legacy-v2: done"), srv.log[-3000:])
+        self.assertTrue(srv.wait_log(r"id=legacy-v1: done"), srv.log[-3000:])
+        # what is still queued is in the new form: one file each, a version 2 envelope (the
+        # checksum lines added to the version 1 one), the message octets unchanged after it
+        self.assertTrue(wait_until(lambda: env.queue_files() == ["later-v1", "later-v2"]), env.queue_files())
+        for qid in ("later-v1", "later-v2"):
+            path = item_path(env.data_dir, qid)
+            self.assertIsNone(item_problem(path), qid)
+            envtext, msg_part = split_item(path)
+            self.assertEqual(msg_part, msgs[qid], qid)
+            self.assertIn("\nid %s\n" % qid, envtext)
+            self.assertIn("\nsender <x@remote.test>\n", envtext)
+            self.assertIn("\nrcpt alice@example.test\n", envtext)
+            self.assertIn("\nnext-attempt %d\n" % later, envtext)
+        self.assertEqual(env.queue_files("tmp"), [])
+        self.assertEqual(env.queue_files("quarantine"), [])
+        srv.signal(signal.SIGUSR1)
+        for subject in ("later v2", "later v1"):
+            m = self.wait_one(env, "alice@example.test", subject, timeout=10)
+            self.assertTrue(m.raw.endswith(lf(msgs[subject.replace(" ", "-")])))
+        self.assertTrue(wait_until(lambda: env.queue_files() == []), env.queue_files())
+        self.assertEqual(sorted(m["Subject"] for m in env.maildir("alice@example.test")),
+                         ["later v1", "later v2", "legacy v1", "legacy v2"])
+        self.assertEqual(env.queue_files("quarantine"), [])
+
     def test_corrupt_and_incomplete_items(self):
         env = ServeEnv(self)
         add_users(env, "alice@example.test")
         write_item(env, "good-1", "alice@example.test", subject="the good one")
-        write_item(env, "corrupt-1", "alice@example.test", subject="corrupt", extra_env="colour blue\n")
-        write_item(env, "corrupt-2", "alice@example.test", subject="wrong id")
-        with open(os.path.join(env.queue_dir, "queue", "corrupt-2.env")) as f:
-            text = f.read().replace("id corrupt-2\n", "id someone-else\n")
-        with open(os.path.join(env.queue_dir, "queue", "corrupt-2.env"), "w") as f:
-            f.write(text)
-        write_item(env, "cut-1", "alice@example.test", subject="cut short", end=False)
-        write_item(env, "orphan-1", "alice@example.test", subject="orphan")
+        _, corrupt1 = write_item(env, "corrupt-1", "alice@example.test", subject="corrupt",
+                                 extra_env="colour blue\n")
+        _, corrupt2 = write_item(env, "corrupt-2", "alice@example.test", subject="wrong id")
+        with open(corrupt2, "rb") as f:
+            data = f.read().replace(b"\nid corrupt-2\n", b"\nid someone-else\n", 1)
+        with open(corrupt2, "wb") as f:
+            f.write(data)
+        with open(corrupt1, "rb") as f:
+            corrupt1_data = f.read()
+        # left by an older tern: a version 1 .env cut while it was written (no 250 was given:
+        # removed with its .msg), a .msg without its .env (removed), a damaged pair (quarantined)
+        write_legacy_item(env, "cut-1", "alice@example.test", subject="cut short", version=1, end=False)
+        write_legacy_item(env, "orphan-1", "alice@example.test", subject="orphan")
         os.unlink(os.path.join(env.queue_dir, "queue", "orphan-1.env"))  # a message without envelope
+        write_legacy_item(env, "legacy-bad", "alice@example.test", subject="legacy damaged", version=2)
+        with open(os.path.join(env.queue_dir, "queue", "legacy-bad.msg"), "ab") as f:
+            f.write(b"one line too many\r\n")
         with open(os.path.join(env.queue_dir, "queue", "notes.txt"), "w") as f:
             f.write("not a queue file\n")
         os.makedirs(os.path.join(env.queue_dir, "tmp"), exist_ok=True)
         with open(os.path.join(env.queue_dir, "tmp", "half-written"), "w") as f:
-            f.write("tern-envelope 1\nid half")
+            f.write("tern-envelope 2\nid half")
         srv = env.start()
+        # quarantined files: corrupt-1, corrupt-2, notes.txt, legacy-bad.env and legacy-bad.msg
         self.assertTrue(srv.wait_log(r"queue recovered: 1 items, 1 incomplete removed, 1 orphans removed, "
-                                     r"\d+ quarantined"), srv.log)
+                                     r"5 quarantined"), srv.log)
         self.assertRegex(srv.log, r"1 temporary files removed")
-        self.assertRegex(srv.log, r"queue/corrupt-1\.env: .*moved to \S+/quarantine/corrupt-1\.env")
+        self.assertRegex(srv.log, r"(?m)queue/corrupt-1: .*moved to \S+/quarantine/corrupt-1$")
+        self.assertRegex(srv.log, r"(?m)queue/corrupt-2: .*moved to \S+/quarantine/corrupt-2$")
+        self.assertRegex(srv.log, r"(?m)queue/notes\.txt: .*moved to \S+/quarantine/notes\.txt$")
+        self.assertRegex(srv.log, r"(?m)queue/legacy-bad\.msg: .*moved to \S+/quarantine/legacy-bad\.msg$")
         self.assertRegex(srv.log, r"incomplete item cut-1 discarded")
+        self.assertRegex(srv.log, r"queue/orphan-1\.msg: .*discarded")
         quarantine = env.queue_files("quarantine")
-        for name in ("corrupt-1.env", "corrupt-1.msg", "corrupt-2.env", "corrupt-2.msg", "notes.txt"):
-            self.assertIn(name, quarantine)
-        self.assertFalse(any(n.startswith(("cut-1", "orphan-1", "good-1")) for n in quarantine), quarantine)
+        self.assertEqual(sorted(set(quarantine) - {"notes.txt.why"}),
+                         ["corrupt-1", "corrupt-1.why", "corrupt-2", "corrupt-2.why", "legacy-bad.env",
+                          "legacy-bad.msg", "legacy-bad.why", "notes.txt"])
         self.assertEqual(env.queue_files("tmp"), [])
-        with open(os.path.join(env.queue_dir, "quarantine", "corrupt-1.msg"), "rb") as f:
-            self.assertIn(b"Subject: corrupt", f.read())
+        with open(os.path.join(env.queue_dir, "quarantine", "corrupt-1"), "rb") as f:
+            self.assertEqual(f.read(), corrupt1_data, "the damaged file is kept as it was")
+        for qid in ("corrupt-1", "corrupt-2", "legacy-bad"):
+            with open(os.path.join(env.queue_dir, "quarantine", qid + ".why")) as f:
+                self.assertTrue(f.read().strip(), qid + ".why is empty")
         m = self.wait_one(env, "alice@example.test", "the good one")
         self.assert_delivered(m, "alice@example.test", "x@remote.test", "the good one", received=False)
         self.assertTrue(srv.wait_log(r"id=good-1: done"))
@@ -898,7 +999,13 @@ class QueueRecoveryTest(ServeCase):
         d.cmd("QUIT", 221)
         self.assertTrue(srv.wait_log(r"id=%s to=<alice@example\.test> via=mda deferred" % qid))
         srv.check_clean_exit()
-        self.assertEqual(env.queue_files(), [qid + ".env", qid + ".msg"])
+        self.assertEqual(env.queue_files(), [qid])
+        path = item_path(env.data_dir, qid)
+        self.assertIsNone(item_problem(path))
+        envtext, msg_part = split_item(path)
+        self.assertIn("\nstatus pending\n", envtext)
+        self.assertRegex(envtext, r"\nattempts [1-9]\d*\n")  # (a retry may come before SIGTERM)
+        self.assertTrue(msg_part.replace(b"\r\n", b"\n").endswith(lf(msg)), msg_part[-200:])
         self.assertEqual(mda_outputs(env, "alice@example.test"), [])
         os.unlink(env.path("exit-alice@example.test"))
         srv2 = env.start()
@@ -990,9 +1097,10 @@ class SignalTest(ServeCase):
         # the attempt ended (killed at its timeout: transient) and was recorded; the item stays
         self.assertRegex(srv.log, r"id=%s to=<alice@example\.test> via=mda deferred: 4\.3\.0 .*did not finish"
                          % qid)
-        self.assertEqual(env.queue_files(), [qid + ".env", qid + ".msg"])
-        with open(os.path.join(env.queue_dir, "queue", qid + ".env")) as f:
-            self.assertIn("\nattempts 1\n", f.read())
+        self.assertEqual(env.queue_files(), [qid])
+        path = item_path(env.data_dir, qid)
+        self.assertIn("\nattempts 1\n", item_envelope(path))
+        self.assertIsNone(item_problem(path))
 
     def test_sigusr1_retries_now(self):
         env = ServeEnv(self)

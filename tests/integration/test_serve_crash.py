@@ -13,14 +13,18 @@ sanitizer report) at the end of every test.
   no copy is truncated or mixed; every recipient here is a Maildir, where
   delivery is exactly once: each transaction is stored at most once per
   mailbox, even when its item was in the queue at a kill (a retry after a lost
-  250 is another transaction, and may be stored too).
-- DamagedQueueTest: items queued (their Maildir blocked), the server stopped,
-  one .msg cut, one .msg with a flipped bit, one .env cut in half: at start-up
-  those three are quarantined with a reason and an error in the log, the others
-  delivered, nothing truncated; a .msg damaged while the server runs is caught
-  before delivery, and a damaged `tern sendmail` pickup item is not queued.
+  250 is another transaction, and may be stored too); every file in queue/ at a
+  kill is a whole item (its message matches the envelope's size and CRC-32C).
+- DamagedQueueTest: items queued (their Maildir blocked), the server stopped;
+  a queue item is one file, queue/ID (envelope text up to its "end" line, then
+  the message): one cut inside its message, one with a bit flipped in its
+  message, one cut inside its envelope: at start-up those three are
+  quarantined (quarantine/ID and ID.why) with an error in the log, the others
+  delivered, nothing truncated; an item whose message is cut while the server
+  runs is caught before delivery, and a damaged `tern sendmail` pickup item
+  (pickup/queue/ID, one file too) is not queued.
 - ExactlyOnceTest: the state a kill -9 leaves between the Maildir link and the
-  envelope update, made on purpose: the repeated delivery stores no second
+  update of the queue item, made on purpose: the repeated delivery stores no second
   copy (copy still in new/, or moved to cur/ with flags).
 - QueueFullTest: [queue] max_items = 5 with an MDA that fails (exit 75): the
   sixth message gets 452 4.3.1 at MAIL; once the MDA works again and the queue
@@ -49,7 +53,8 @@ import threading
 import time
 import unittest
 
-from servelib import AS_ROOT, HOSTNAME, SERVE_USER, Serve, maildir_path, queue_files, queued_id
+from servelib import (AS_ROOT, HOSTNAME, SERVE_USER, Serve, envelope_end, item_envelope, item_problem,
+                      maildir_path, queue_files, queued_id)
 from ternlib import SANITIZER_RE, TERN, Dialogue, dot_stuff, free_port, temp_dir, wait_until, write_file
 
 SETTLE_TIMEOUT = 60.0
@@ -123,23 +128,24 @@ def wait_settled(data_dir, srv, timeout=SETTLE_TIMEOUT, quiet=1.0):
     return False
 
 
-def queued_senders(data_dir):
-    """{queue id: envelope sender} of every complete envelope in queue/queue."""
+def queued_senders(data_dir, problems):
+    """{queue id: envelope sender} of every item in queue/queue (one file each, whole once it is
+    there: the rename from tmp/ is the commit); what is wrong with any that is not whole is
+    appended to problems."""
     out = {}
     qdir = os.path.join(data_dir, "queue", "queue")
     for name in queue_files(data_dir):
-        if not name.endswith(".env"):
-            continue
+        path = os.path.join(qdir, name)
         try:
-            with open(os.path.join(qdir, name), "rb") as f:
-                text = f.read().decode("utf-8", "replace")
+            bad = item_problem(path)
+            text = item_envelope(path)
         except FileNotFoundError:
             continue
-        lines = text.splitlines()
-        if not lines or lines[-1] != "end":
+        if bad:
+            problems.append("queue/%s at a kill: %s" % (name, bad))
             continue
         m = re.search(r"^sender <(.*)>$", text, re.M)
-        out[name[:-4]] = m.group(1) if m else None
+        out[name] = m.group(1) if m else None
     return out
 
 
@@ -333,6 +339,7 @@ class KillRestartTest(unittest.TestCase):
         shared = Shared(port, N_MESSAGES)
         runs = []  # every Serve, in order
         snapshots = []  # per kill: {queue id: sender} of the complete items then on disk
+        damaged = []  # items in queue/ at a kill that were not whole
         ctx = "seed=%d dir=%s" % (seed, where)
 
         runs.append(Serve(conf, log_path=os.path.join(where, "run-0.log")))
@@ -363,7 +370,7 @@ class KillRestartTest(unittest.TestCase):
                 self.fail("run %d of tern serve died by itself (%s) (%s)\n%s"
                           % (k, runs[-1].proc.returncode, ctx, runs[-1].log[-4000:]))
             runs[-1].kill()
-            snapshots.append(queued_senders(data_dir))
+            snapshots.append(queued_senders(data_dir, damaged))
             kill_notes.append("%s%s after %d msgs" % (phase, "" if busy else " (clients done)",
                                                        shared.done))
             with shared.lock:
@@ -389,6 +396,7 @@ class KillRestartTest(unittest.TestCase):
             for q in re.findall(r"queue recovered: .*?(\d+) quarantined", log):
                 self.assertEqual(q, "0", "run %d quarantined an item (%s)" % (n, ctx))
 
+        self.assertEqual(damaged, [], "a file in queue/ was not a whole item (%s)" % ctx)
         self._check_mailboxes(msgs, data_dir, snapshots, ctx)
         report = self._report(msgs, data_dir, snapshots)
         sys.stderr.write("\n[crash test] seed=%d, %d kills (%s); %s; %.1f s\n"
@@ -521,9 +529,31 @@ def qpath(data_dir, name, sub="queue"):
     return os.path.join(data_dir, "queue", sub, name)
 
 
+def envelope_size(path):
+    """The octets of the envelope part of the one-file queue item at path (up to and including
+    its first "end" line)."""
+    with open(path, "rb") as f:
+        end = envelope_end(f.read())
+    assert end > 0, "%s has no end line" % path
+    return end
+
+
+def cut_at(path, size):
+    """Truncate the file at path to size octets; returns what is left."""
+    with open(path, "r+b") as f:
+        f.truncate(size)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# what the error line and ID.why say of each kind of damage
+MSG_DAMAGED = r"message file damaged"
+ENV_DAMAGED = r"envelope damaged after it was committed"
+
+
 class DamagedQueueTest(unittest.TestCase):
-    """A queue item damaged after its 250 is quarantined (both files and a .why kept, an error
-    logged), never delivered truncated, and the other items are delivered."""
+    """A queue item damaged after its 250 is quarantined (the file kept as it was, and an ID.why,
+    an error logged), never delivered truncated, and the other items are delivered."""
 
     def test_damaged_items_quarantined(self):
         where = temp_dir(self.addCleanup, "tern-damage-")
@@ -543,42 +573,47 @@ class DamagedQueueTest(unittest.TestCase):
             ids[token] = queued_id(r)
         self.assertTrue(wait_until(lambda: srv.log.count("deferred") >= 5, 20), srv.log[-3000:])
         srv.check_clean_exit()
+        self.assertEqual(queue_files(data_dir), sorted(ids.values()))
 
         # damage three items while the server is stopped
-        with open(qpath(data_dir, ids["dmg1"] + ".msg"), "r+b") as f:  # cut
-            f.truncate(os.path.getsize(f.name) // 2)
-        with open(qpath(data_dir, ids["dmg1"] + ".msg"), "rb") as f:
-            cut_msg = f.read()
-        with open(qpath(data_dir, ids["dmg2"] + ".msg"), "r+b") as f:  # one bit flipped
+        p1 = qpath(data_dir, ids["dmg1"])  # cut inside its message
+        start1 = envelope_size(p1)
+        kept = {"dmg1": cut_at(p1, start1 + (os.path.getsize(p1) - start1) // 2)}
+        p2 = qpath(data_dir, ids["dmg2"])  # one bit flipped in its message
+        self.assertGreater(os.path.getsize(p2) - envelope_size(p2), 10)
+        with open(p2, "r+b") as f:
             f.seek(-10, os.SEEK_END)
             c = f.read(1)
             f.seek(-10, os.SEEK_END)
             f.write(bytes([c[0] ^ 0x01]))
-        env3 = qpath(data_dir, ids["dmg3"] + ".env")
-        with open(env3, "r+b") as f:  # the envelope cut in half, after its 250
-            f.truncate(os.path.getsize(env3) // 2)
+        with open(p2, "rb") as f:
+            kept["dmg2"] = f.read()
+        p3 = qpath(data_dir, ids["dmg3"])  # cut inside its envelope (before "end"), after its 250
+        kept["dmg3"] = cut_at(p3, envelope_size(p3) // 2)
+        self.assertEqual(envelope_end(kept["dmg3"]), -1)
         unblock_maildir(md)
 
         srv2 = Serve(conf, log_path=os.path.join(where, "serve-2.log"))
         self.addCleanup(srv2.check_clean_exit)
         log = srv2.log
         self.assertRegex(log, r"queue recovered: 2 items, 0 incomplete removed, 0 orphans removed, "
-                              r"6 quarantined")
+                              r"3 quarantined")
         quarantine = queue_files(data_dir, "quarantine")
-        for token, what in (("dmg1", "message file damaged"), ("dmg2", "message file damaged"),
-                            ("dmg3", "envelope damaged after it was committed")):
+        self.assertEqual(quarantine, sorted(ids[t] + ext for t in ("dmg1", "dmg2", "dmg3")
+                                            for ext in ("", ".why")))
+        for token, what in (("dmg1", MSG_DAMAGED), ("dmg2", MSG_DAMAGED), ("dmg3", ENV_DAMAGED)):
             qid = ids[token]
             self.assertRegex(log, r"serve error: id=%s: .*%s" % (re.escape(qid), what))
-            for ext in (".env", ".msg", ".why"):
-                self.assertIn(qid + ext, quarantine)
+            self.assertRegex(log, r"(?m)queue/%s: .*moved to \S+/quarantine/%s$"
+                             % (re.escape(qid), re.escape(qid)))
             with open(qpath(data_dir, qid + ".why", "quarantine")) as f:
-                self.assertIn(what, f.read())
-        with open(qpath(data_dir, ids["dmg1"] + ".msg", "quarantine"), "rb") as f:
-            self.assertEqual(f.read(), cut_msg, "the damaged file is kept as it was")
+                self.assertRegex(f.read(), what)
+            with open(qpath(data_dir, qid, "quarantine"), "rb") as f:
+                self.assertEqual(f.read(), kept[token], "the damaged file is kept as it was")
         self.assertTrue(wait_settled(data_dir, srv2, quiet=0.5), srv2.log[-3000:])
         self.assert_mailbox(data_dir, {"dmg0": 1, "dmg4": 1}, hashes)
 
-        # a .msg damaged while the server runs is caught on the delivery path
+        # an item whose message is cut while the server runs is caught on the delivery path
         md = block_maildir(data_dir, "alice")
         data, hashes["dmg5"] = simple_message("dmg5", size=4096)
         stage, r = transaction(port, "dmg5@client.test", ["alice@" + DOMAIN], data)
@@ -586,14 +621,18 @@ class DamagedQueueTest(unittest.TestCase):
         qid = queued_id(r)
         self.assertTrue(srv2.wait_log(r"id=%s to=<alice@%s> via=maildir deferred"
                                       % (re.escape(qid), re.escape(DOMAIN))), srv2.log[-3000:])
-        with open(qpath(data_dir, qid + ".msg"), "r+b") as f:
-            f.truncate(100)
+        # the item is rewritten (a new file renamed over it) after the log line: cut the new one
+        p5 = qpath(data_dir, qid)
+        self.assertTrue(wait_until(lambda: re.search(r"\nattempts [1-9]", item_envelope(p5)), step=0.01),
+                        srv2.log[-3000:])
+        cut_at(p5, envelope_size(p5) + 100)
         unblock_maildir(md)
         srv2.signal(signal.SIGUSR1)
-        self.assertTrue(srv2.wait_log(r"serve error: id=%s: .*message file damaged.*quarantined, "
-                                      r"not delivered" % re.escape(qid)), srv2.log[-3000:])
+        self.assertTrue(srv2.wait_log(r"serve error: id=%s: .*%s.*quarantined, not delivered"
+                                      % (re.escape(qid), MSG_DAMAGED)), srv2.log[-3000:])
         self.assertTrue(wait_settled(data_dir, srv2, quiet=0.5), srv2.log[-3000:])
-        self.assertIn(qid + ".msg", queue_files(data_dir, "quarantine"))
+        self.assertIn(qid, queue_files(data_dir, "quarantine"))
+        self.assertIn(qid + ".why", queue_files(data_dir, "quarantine"))
         self.assert_mailbox(data_dir, {"dmg0": 1, "dmg4": 1}, hashes)
 
         # an item of the pickup folder (`tern sendmail`) damaged before the server took it
@@ -604,16 +643,32 @@ class DamagedQueueTest(unittest.TestCase):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         self.assertEqual(p.returncode, 0, p.stdout)
         pickup = os.path.join(data_dir, "pickup")
-        msgs = [n for n in os.listdir(os.path.join(pickup, "queue")) if n.endswith(".msg")]
-        self.assertEqual(len(msgs), 1, msgs)
-        with open(os.path.join(pickup, "queue", msgs[0]), "r+b") as f:
-            f.truncate(200)
+        items = os.listdir(os.path.join(pickup, "queue"))
+        self.assertEqual(len(items), 1, items)  # one file per item there too
+        pid = items[0]
+        pp = os.path.join(pickup, "queue", pid)
+        self.assertIsNone(item_problem(pp))
+        cut_at(pp, envelope_size(pp) + 200)  # inside its message
+        # and a second one cut inside its envelope: quarantined too, never skipped in silence
+        data7, _ = simple_message("dmg7", size=1024)
+        p = subprocess.run([TERN, "sendmail", "--config", conf, "-f", "dmg7@client.test",
+                            "alice@" + DOMAIN], input=data7.replace(b"\r\n", b"\n"),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        pid7 = [n for n in os.listdir(os.path.join(pickup, "queue")) if n != pid][0]
+        pp7 = os.path.join(pickup, "queue", pid7)
+        cut_at(pp7, envelope_size(pp7) // 2)
         srv3 = Serve(conf, log_path=os.path.join(where, "serve-3.log"))
         self.addCleanup(srv3.check_clean_exit)
-        pid = msgs[0][:-4]
-        self.assertTrue(srv3.wait_log(r"serve error: pickup id=%s: message file damaged.*quarantined"
-                                      % re.escape(pid)), srv3.log[-3000:])
-        self.assertIn(msgs[0], os.listdir(os.path.join(pickup, "quarantine")))
+        self.assertTrue(srv3.wait_log(r"serve error: pickup id=%s: .*%s.*quarantined"
+                                      % (re.escape(pid), MSG_DAMAGED)), srv3.log[-3000:])
+        self.assertTrue(srv3.wait_log(r"serve error: id=%s: envelope damaged after it was committed"
+                                      % re.escape(pid7)), srv3.log[-3000:])
+        self.assertIn(pid, os.listdir(os.path.join(pickup, "quarantine")))
+        self.assertIn(pid7, os.listdir(os.path.join(pickup, "quarantine")))
+        self.assertIn(pid7 + ".why", os.listdir(os.path.join(pickup, "quarantine")))
+        self.assertTrue(wait_until(lambda: os.listdir(os.path.join(pickup, "queue")) == []),
+                        os.listdir(os.path.join(pickup, "queue")))
         self.assertTrue(wait_settled(data_dir, srv3, quiet=0.5), srv3.log[-3000:])
         self.assert_mailbox(data_dir, {"dmg0": 1, "dmg4": 1}, hashes)
 
@@ -653,10 +708,10 @@ class ExactlyOnceTest(unittest.TestCase):
         self.assertTrue(srv.wait_log(r"id=%s to=<alice@%s> via=maildir deferred"
                                      % (re.escape(qid), re.escape(DOMAIN))), srv.log[-3000:])
         srv.check_clean_exit()
-        saved = {}
-        for ext in (".env", ".msg"):  # the item as it was before the delivery
-            with open(qpath(data_dir, qid + ext), "rb") as f:
-                saved[ext] = f.read()
+        self.assertEqual(queue_files(data_dir), [qid])
+        with open(qpath(data_dir, qid), "rb") as f:  # the item (one file) as it was before the delivery
+            saved = f.read()
+        self.assertIsNone(item_problem(qpath(data_dir, qid)))
         unblock_maildir(md)
 
         for n, move in enumerate((False, True)):
@@ -669,11 +724,10 @@ class ExactlyOnceTest(unittest.TestCase):
             if move:  # a reader saw it: new/ -> cur/ with flags
                 for name in os.listdir(os.path.join(md, "new")):
                     os.rename(os.path.join(md, "new", name), os.path.join(md, "cur", name + ":2,S"))
-            for ext, content in saved.items():  # the item comes back, as after a kill -9
-                write_file(qpath(data_dir, qid + ext), content)
-                if AS_ROOT:
-                    pw = pwd.getpwnam(SERVE_USER)
-                    os.chown(qpath(data_dir, qid + ext), pw.pw_uid, pw.pw_gid)
+            write_file(qpath(data_dir, qid), saved)  # the item comes back, as after a kill -9
+            if AS_ROOT:
+                pw = pwd.getpwnam(SERVE_USER)
+                os.chown(qpath(data_dir, qid), pw.pw_uid, pw.pw_gid)
         srv = Serve(conf, log_path=os.path.join(where, "serve-4.log"))
         self.assertTrue(wait_settled(data_dir, srv, quiet=0.5), srv.log[-3000:])
         self.assertIn("already holds delivery %s_0" % qid, srv.log)
@@ -732,7 +786,7 @@ class QueueFullTest(unittest.TestCase):
                                    simple_message("q%d" % n)[0])
             self.assertEqual((stage, r.code), ("data", 250), "message %d: %r" % (n, r))
         self.assertTrue(wait_until(lambda: srv.log.count("deferred") >= 5, 20), srv.log[-3000:])
-        self.assertEqual(len([f for f in queue_files(os.path.join(where, "data")) if f.endswith(".env")]), 5)
+        self.assertEqual(len(queue_files(os.path.join(where, "data"))), 5)  # one file per item
 
         stage, r = transaction(port, "s5@client.test", ["alice@" + DOMAIN], simple_message("q5")[0])
         self.assertEqual((stage, r.code, r.enh), ("mail", 452, "4.3.1"), r)
@@ -783,7 +837,7 @@ class QueueFullTest(unittest.TestCase):
         srv.signal(signal.SIGUSR1)
         drained = wait_until(lambda: not queue_files(os.path.join(where, "data")), 20)
         self.assertTrue(drained, "%d of %d items still queued 20 s after SIGUSR1 (%d delivered)"
-                        % (len(queue_files(os.path.join(where, "data"))) // 2, n_items,
+                        % (len(queue_files(os.path.join(where, "data"))), n_items,
                            srv.log.count("via=mda delivered")))
 
 

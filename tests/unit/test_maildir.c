@@ -3,8 +3,12 @@
  * delivery lands whole in new/ with LF line ends and leaves tmp/ empty;
  * names are unique; symbolic links are refused; permission problems and a
  * missing parent are transient; a delivery named by queue id and recipient
- * index is made once even when repeated (copy in new/, or moved to cur/).  Every test works in its
- * own mkdtemp directory.
+ * index is made once even when repeated (copy in new/, or moved to cur/);
+ * the move into new/ is one rename (link + unlink only where renameat2
+ * cannot refuse to replace); concurrent deliveries into one Maildir share
+ * new/'s fsync; a failed fsync of new/ leaves nothing behind; the folders
+ * above a Maildir are made only when missing.  Every test works in its own
+ * mkdtemp directory.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +19,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +51,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
+    memset(&maildir_testio, 0, sizeof(maildir_testio));
     assert_int_equal(tu_rmtree(f->root), 0);
     free(f);
     return 0;
@@ -384,6 +391,266 @@ static void test_courier_uses_queue_id(void **state)
     envelope_free(&env);
 }
 
+/* ---- the move into new/, the shared fsync, the folders above -------- */
+
+static atomic_int renames, renames_refused, dir_fsyncs, file_fsyncs, mkdirs;
+static atomic_int fail_dir_fsync;
+
+static int count_renameat2(int ofd, const char *old, int nfd, const char *new, unsigned flags)
+{
+    atomic_fetch_add(&renames, 1);
+    return renameat2(ofd, old, nfd, new, flags);
+}
+
+/* a file system whose rename cannot refuse to replace */
+static int no_renameat2(int ofd, const char *old, int nfd, const char *new, unsigned flags)
+{
+    (void)ofd, (void)old, (void)nfd, (void)new, (void)flags;
+    atomic_fetch_add(&renames_refused, 1);
+    errno = EINVAL;
+    return -1;
+}
+
+/* another writer takes the name in new/ just before the rename */
+static int squat_renameat2(int ofd, const char *old, int nfd, const char *new, unsigned flags)
+{
+    int fd = openat(nfd, new, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, "keep", 4) != 4 || close(fd) != 0)
+        return -1;
+    return renameat2(ofd, old, nfd, new, flags);
+}
+
+/* counts; a folder's fsync is slow (so that deliveries pile up behind it),
+ * and fails while fail_dir_fsync is set */
+static int count_fsync(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        atomic_fetch_add(&file_fsyncs, 1);
+        return fsync(fd);
+    }
+    atomic_fetch_add(&dir_fsyncs, 1);
+    if (atomic_load(&fail_dir_fsync)) {
+        errno = EIO;
+        return -1;
+    }
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+    return fsync(fd);
+}
+
+static int count_mkdir(const char *path, mode_t mode)
+{
+    atomic_fetch_add(&mkdirs, 1);
+    return mkdir(path, mode);
+}
+
+static void reset_counts(void)
+{
+    atomic_store(&renames, 0);
+    atomic_store(&renames_refused, 0);
+    atomic_store(&dir_fsyncs, 0);
+    atomic_store(&file_fsyncs, 0);
+    atomic_store(&mkdirs, 0);
+    atomic_store(&fail_dir_fsync, 0);
+}
+
+static void test_rename_and_fallback(void **state)
+{
+    struct fx *f = *state;
+    struct rcpt_result err;
+    char newdir[192], tmpdir[192], name[256], file[512];
+    struct stat st;
+    struct maildir_once once = {.time = time(NULL) - 10, .uniq = "1712345678-0000002a-9f3a_0"};
+
+    sub(f, "new", newdir, sizeof(newdir));
+    sub(f, "tmp", tmpdir, sizeof(tmpdir));
+    reset_counts();
+    maildir_testio.renameat2 = count_renameat2;
+    maildir_testio.fsync = count_fsync;
+    assert_int_equal(maildir_deliver(f->md, NULL, "a\r\n", 3, "h", &once, &err), RESULT_OK);
+    assert_int_equal(atomic_load(&renames), 1);
+    assert_int_equal(atomic_load(&file_fsyncs), 1);
+    /* new/ once for the message; the new Maildir and its folders once each */
+    assert_int_equal(atomic_load(&dir_fsyncs), 3);
+    assert_int_equal(tu_count_entries(tmpdir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 1);
+    /* the next delivery into the existing Maildir: one fsync of each kind */
+    reset_counts();
+    assert_int_equal(maildir_deliver(f->md, NULL, "b\r\n", 3, "h", NULL, &err), RESULT_OK);
+    assert_int_equal(atomic_load(&renames), 1);
+    assert_int_equal(atomic_load(&file_fsyncs), 1);
+    assert_int_equal(atomic_load(&dir_fsyncs), 1);
+    assert_int_equal(tu_count_entries(tmpdir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 2);
+    /* repeated: no rename, no fsync, still one copy */
+    reset_counts();
+    assert_int_equal(maildir_deliver(f->md, NULL, "a\r\n", 3, "h", &once, &err), RESULT_OK);
+    assert_int_equal(atomic_load(&renames) + atomic_load(&file_fsyncs), 0);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 2);
+
+    /* without RENAME_NOREPLACE: link + unlink, same result */
+    maildir_testio.renameat2 = no_renameat2;
+    struct maildir_once two = {.time = once.time, .uniq = "1712345678-0000002a-9f3a_1"};
+    assert_int_equal(maildir_deliver(f->md, NULL, "c\r\n", 3, "h", &two, &err), RESULT_OK);
+    assert_int_equal(atomic_load(&renames_refused), 1);
+    assert_int_equal(tu_count_entries(tmpdir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 3);
+    snprintf(name, sizeof(name), "%lld.%s.h", (long long)two.time, two.uniq);
+    snprintf(file, sizeof(file), "%s/%s", newdir, name);
+    assert_int_equal(lstat(file, &st), 0);
+    assert_int_equal(st.st_nlink, 1);
+    assert_int_equal(maildir_deliver(f->md, NULL, "c\r\n", 3, "h", &two, &err), RESULT_OK);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 3);
+
+    /* a name taken in new/ after the look-up is never replaced: TEMP, tmp/ cleaned */
+    maildir_testio.renameat2 = squat_renameat2;
+    struct maildir_once three = {.time = once.time, .uniq = "1712345678-0000002a-9f3a_2"};
+    assert_int_equal(maildir_deliver(f->md, NULL, "d\r\n", 3, "h", &three, &err), RESULT_TEMP);
+    assert_int_equal(tu_count_entries(tmpdir, NULL, 0), 0);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 4);
+    snprintf(file, sizeof(file), "%s/%lld.%s.h", newdir, (long long)three.time, three.uniq);
+    size_t len;
+    char *got = tu_slurp(file, &len);
+    assert_string_equal(got, "keep");
+    free(got);
+}
+
+/* A failed fsync of new/ is TEMP and leaves neither tmp/ nor new/ a copy. */
+static void test_new_fsync_fails(void **state)
+{
+    struct fx *f = *state;
+    struct rcpt_result err;
+    char newdir[192], tmpdir[192];
+    struct maildir_once once = {.time = time(NULL) - 10, .uniq = "1712345678-0000002a-9f3a_0"};
+
+    assert_int_equal(maildir_deliver(f->md, NULL, "a\r\n", 3, "h", NULL, &err), RESULT_OK);
+    reset_counts();
+    maildir_testio.fsync = count_fsync;
+    atomic_store(&fail_dir_fsync, 1);
+    assert_int_equal(maildir_deliver(f->md, NULL, "b\r\n", 3, "h", &once, &err), RESULT_TEMP);
+    assert_string_equal(err.status, "4.3.0");
+    assert_non_null(strstr(err.text, "fsync"));
+    sub(f, "new", newdir, sizeof(newdir));
+    sub(f, "tmp", tmpdir, sizeof(tmpdir));
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 1);
+    assert_int_equal(tu_count_entries(tmpdir, NULL, 0), 0);
+    /* the retry delivers it (the failure was not remembered as "seen") */
+    atomic_store(&fail_dir_fsync, 0);
+    assert_int_equal(maildir_deliver(f->md, NULL, "b\r\n", 3, "h", &once, &err), RESULT_OK);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 2);
+}
+
+#define SHARE_THREADS 16
+#define SHARE_EACH 8
+
+struct share_arg {
+    const char *md;
+    int who;
+    int failures;
+    int64_t time; /* the items' arrival: fixed, it is part of the name */
+};
+
+static void *share_worker(void *p)
+{
+    struct share_arg *a = p;
+    char uniq[64];
+    for (int i = 0; i < SHARE_EACH; i++) {
+        struct rcpt_result err;
+        snprintf(uniq, sizeof(uniq), "1712345678-%08x-9f3a_%d", a->who, i);
+        struct maildir_once once = {.time = a->time, .uniq = uniq};
+        if (maildir_deliver(a->md, NULL, "m\r\n", 3, "h", &once, &err) != RESULT_OK)
+            a->failures++;
+    }
+    return NULL;
+}
+
+/* Many workers into one Maildir: every message lands once, and they share
+ * new/'s fsyncs. */
+static void test_concurrent_share_fsync(void **state)
+{
+    struct fx *f = *state;
+    struct rcpt_result err;
+    pthread_t t[SHARE_THREADS];
+    struct share_arg a[SHARE_THREADS];
+    char newdir[192], tmpdir[192];
+
+    assert_int_equal(maildir_deliver(f->md, NULL, "x\r\n", 3, "h", NULL, &err), RESULT_OK);
+    reset_counts();
+    maildir_testio.fsync = count_fsync;
+    for (int i = 0; i < SHARE_THREADS; i++) {
+        a[i] = (struct share_arg){.md = f->md, .who = i, .time = time(NULL) - 10};
+        assert_int_equal(pthread_create(&t[i], NULL, share_worker, &a[i]), 0);
+    }
+    for (int i = 0; i < SHARE_THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(a[i].failures, 0);
+    }
+    int n = SHARE_THREADS * SHARE_EACH;
+    sub(f, "new", newdir, sizeof(newdir));
+    sub(f, "tmp", tmpdir, sizeof(tmpdir));
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), n + 1);
+    assert_int_equal(tu_count_entries(tmpdir, NULL, 0), 0);
+    assert_int_equal(atomic_load(&file_fsyncs), n);
+    assert_true(atomic_load(&dir_fsyncs) >= SHARE_EACH);
+    assert_true(atomic_load(&dir_fsyncs) < n / 2);
+    /* all of them again (a retry after a crash): nothing new */
+    for (int i = 0; i < SHARE_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, share_worker, &a[i]), 0);
+    for (int i = 0; i < SHARE_THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(a[i].failures, 0);
+    }
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), n + 1);
+}
+
+/* The courier makes the folders above a Maildir for the first delivery only. */
+static void test_courier_mkparents_when_needed(void **state)
+{
+    struct fx *f = *state;
+    struct envelope env;
+    struct rcpt_result res;
+    char md[192], newdir[256];
+
+    snprintf(md, sizeof(md), "%s/mail/example.org/bob/Maildir", f->root);
+    envelope_init(&env);
+    strcpy(env.id, "1712345678-0000002a-9f3a0c1d2e3b4a5f");
+    envelope_set(&env.sender, "a@example.org");
+    env.created = 1712345678;
+    envelope_add_rcpt(&env, "bob@example.org", NULL, "maildir:/x");
+    const struct env_rcpt *r = &env.rcpts[0];
+    struct courier_job j = {
+        .env = &env, .rcpts = &r, .n = 1, .arg = md, .msg = "m\r\n", .len = 3, .hostname = "h"};
+    reset_counts();
+    maildir_testio.mkdir = count_mkdir;
+    courier_maildir.deliver(&j, &res);
+    assert_int_equal(res.cls, RESULT_OK);
+    assert_true(atomic_load(&mkdirs) >= 3); /* mail, example.org, bob (and those above) */
+    snprintf(newdir, sizeof(newdir), "%s/new", md);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 1);
+
+    /* the Maildir is there: no mkdir at all, for another delivery or a repeat */
+    reset_counts();
+    courier_maildir.deliver(&j, &res);
+    assert_int_equal(res.cls, RESULT_OK);
+    strcpy(env.id, "1712345678-0000002b-9f3a0c1d2e3b4a5f");
+    courier_maildir.deliver(&j, &res);
+    assert_int_equal(res.cls, RESULT_OK);
+    assert_int_equal(atomic_load(&mkdirs), 0);
+    assert_int_equal(tu_count_entries(newdir, NULL, 0), 2);
+
+    /* the Maildir removed (not its parent): made again by the delivery itself */
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", md);
+    assert_int_equal(system(cmd), 0);
+    courier_maildir.deliver(&j, &res);
+    assert_int_equal(res.cls, RESULT_OK);
+    assert_int_equal(atomic_load(&mkdirs), 0);
+    envelope_free(&env);
+}
+
 static void test_clean_text(void **state)
 {
     (void)state;
@@ -411,6 +678,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_a_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_parent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_new, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename_and_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_fsync_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_share_fsync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_courier_mkparents_when_needed, setup, teardown),
         cmocka_unit_test(test_clean_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,12 +1,14 @@
 /*
- * test_qstore.c - unit tests for queue/store.c in mkdtemp spools: commit,
- * read back, update, remove; recovery after crashes simulated by writing the
- * spool by hand (.env without end line, .msg alone, garbage .env, .env whose
- * .msg is missing, foreign files, tmp leftovers); write/fsync failures
- * (ENOSPC, EIO) injected through the qstore_io seam leave nothing behind;
- * committed items damaged afterwards (.msg or .env cut or bit-flipped) are
- * quarantined with a reason, a never-finished commit is removed, a version
- * 1 item is still read;
+ * test_qstore.c - unit tests for queue/store.c in mkdtemp spools: commit
+ * (one file per item), read back, update, remove; recovery after crashes
+ * simulated by writing the spool by hand (items without end line, garbage,
+ * symlinks, foreign files, tmp/ and spare/ leftovers, and an older tern's
+ * ID.env + ID.msg pairs: incomplete, orphan, damaged, converted);
+ * write/fsync failures (ENOSPC, EIO) injected through the qstore_io seam
+ * leave nothing behind; committed items damaged afterwards (cut in the
+ * envelope or the message, a bit flipped, octets added) are quarantined
+ * with a reason; a never-finished commit is removed; spare files are reused
+ * only once their removal is durable, and cut to the new item's length;
  * 10000 commits from 4 threads give 10000 distinct ids; room checks.
  */
 #include <stdarg.h>
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "../support/testutil.h"
+#include "core/crc32c.h"
 #include "core/log.h"
 #include "queue/store.h"
 
@@ -122,7 +125,7 @@ static size_t count_dir(const struct fixture *f, const char *sub)
     return n;
 }
 
-/* A complete, valid envelope file for id. */
+/* A complete, valid envelope file for id (version 1: no checksum). */
 static void env_text(const char *id, bool with_end, struct buf *out)
 {
     struct envelope env;
@@ -132,6 +135,35 @@ static void env_text(const char *id, bool with_end, struct buf *out)
     if (!with_end)
         out->len -= 4; /* drop "end\n" */
     envelope_free(&env);
+}
+
+/* An older tern's version 2 .env for id, with msg's size and checksum. */
+static void env_text2(const char *id, struct buf *out)
+{
+    struct envelope env;
+    make_env(&env, "bob@example.net");
+    strcpy(env.id, id);
+    env.msg_sum = true;
+    env.msg_size = strlen(msg);
+    env.msg_crc = crc32c_update(0, msg, strlen(msg));
+    assert_int_equal(envelope_format(&env, out), 0);
+    envelope_free(&env);
+}
+
+/* The octets of queue/ID's envelope (through its end line) and of the whole file. */
+static size_t item_env_len(const struct fixture *f, const char *id, size_t *total)
+{
+    char p[512];
+    path(f, "queue", id, p, sizeof(p));
+    size_t n;
+    char *text = tu_slurp(p, &n);
+    char *end = memmem(text, n, "\nend\n", 5);
+    assert_non_null(end);
+    size_t len = (size_t)(end - text) + 5;
+    free(text);
+    if (total)
+        *total = n;
+    return len;
 }
 
 struct collected {
@@ -161,8 +193,8 @@ static void test_layout(void **state)
     struct fixture *f = *state;
     char p[512];
     struct stat st;
-    static const char *const subs[] = {"tmp", "queue", "quarantine"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const subs[] = {"tmp", "queue", "quarantine", "spare"};
+    for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof(p), "%s/%s", f->dir, subs[i]);
         assert_int_equal(stat(p, &st), 0);
         assert_true(S_ISDIR(st.st_mode));
@@ -193,12 +225,12 @@ static void test_commit_read_update_remove(void **state)
     assert_true(envelope_id_valid(env.id));
     assert_int_equal(qstore_count(f->s), 1);
 
-    snprintf(name, sizeof(name), "%s.msg", env.id);
-    assert_true(file_exists(f, "queue", name));
-    snprintf(name, sizeof(name), "%s.env", env.id);
-    assert_true(file_exists(f, "queue", name));
+    snprintf(name, sizeof(name), "%s", env.id);
+    assert_true(file_exists(f, "queue", name)); /* one file: envelope + message */
     assert_int_equal(count_dir(f, "tmp"), 0);
-    assert_int_equal(count_dir(f, "queue"), 2);
+    assert_int_equal(count_dir(f, "queue"), 1);
+    size_t total, elen = item_env_len(f, env.id, &total);
+    assert_int_equal(total, elen + strlen(msg));
     char p[512];
     struct stat st;
     path(f, "queue", name, p, sizeof(p));
@@ -231,7 +263,14 @@ static void test_commit_read_update_remove(void **state)
     assert_string_equal(back.rcpts[0].error, "550 5.1.1 no such user");
     envelope_free(&back);
 
-    /* remove: both files gone, idempotent */
+    /* the message is still there, whole, after the rewrite */
+    assert_int_equal(qstore_read_item(f->s, env.id, &back, &b, why, sizeof(why)), 0);
+    assert_int_equal(b.len, strlen(msg));
+    assert_memory_equal(b.p, msg, b.len);
+    envelope_free(&back);
+    b.len = 0;
+
+    /* remove: the file gone, idempotent */
     assert_int_equal(qstore_remove(f->s, env.id, why, sizeof(why)), 0);
     assert_int_equal(count_dir(f, "queue"), 0);
     assert_int_equal(qstore_count(f->s), 0);
@@ -287,7 +326,7 @@ static void test_recover_complete(void **state)
     assert_string_equal(c.kept.rcpts[0].addr, "bob@example.net");
     envelope_free(&c.kept);
     /* nothing was changed on disk */
-    assert_int_equal(count_dir(f, "queue"), 6);
+    assert_int_equal(count_dir(f, "queue"), 3);
     for (int i = 0; i < 3; i++)
         free(ids[i]);
 }
@@ -332,6 +371,16 @@ static void test_recover_crashes(void **state)
     path(f, "queue", "notes.txt", target, sizeof(target));
     path(f, "queue", "1000000000-00000009-aaaaaaaaaaaaaaaa.env", link, sizeof(link));
     assert_int_equal(symlink(target, link), 0);
+    /* one-file items: garbage, a symlink, an envelope without end line and
+     * no message (an item only reaches queue/ whole: all three quarantined) */
+    put_file(f, "queue", "1000000000-0000000a-aaaaaaaaaaaaaaaa", "garbage\n", 8);
+    path(f, "queue", "1000000000-0000000b-aaaaaaaaaaaaaaaa", link, sizeof(link));
+    assert_int_equal(symlink(target, link), 0);
+    t.len = 0;
+    env_text("1000000000-0000000c-aaaaaaaaaaaaaaaa", false, &t);
+    put_file(f, "queue", "1000000000-0000000c-aaaaaaaaaaaaaaaa", t.p, t.len);
+    /* spare/ is emptied without counting */
+    put_file(f, "spare", "7", msg, strlen(msg));
 
     qstore_close(f->s);
     char why[256];
@@ -349,13 +398,19 @@ static void test_recover_crashes(void **state)
     assert_int_equal(st.orphans, 1);
     assert_int_equal(st.tmp_removed, 2);
     assert_int_equal(st.errors, 0);
-    /* 3 (env), 5 (env+msg), 6 (env+msg), 7 (env), notes.txt, 9 (the symlink) */
-    assert_int_equal(st.quarantined, 8);
+    /* 3 (env), 5 (env+msg), 6 (env+msg), 7 (env), notes.txt, 9 (the symlink),
+     * a, b, c */
+    assert_int_equal(st.quarantined, 11);
     assert_int_equal(qstore_count(f->s), 1);
 
     /* what is left: the good item only */
-    assert_int_equal(count_dir(f, "queue"), 2);
+    assert_int_equal(count_dir(f, "queue"), 1);
     assert_int_equal(count_dir(f, "tmp"), 0);
+    assert_int_equal(count_dir(f, "spare"), 0);
+    assert_true(file_exists(f, "quarantine", "1000000000-0000000a-aaaaaaaaaaaaaaaa"));
+    assert_true(file_exists(f, "quarantine", "1000000000-0000000a-aaaaaaaaaaaaaaaa.why"));
+    assert_true(file_exists(f, "quarantine", "1000000000-0000000b-aaaaaaaaaaaaaaaa"));
+    assert_true(file_exists(f, "quarantine", "1000000000-0000000c-aaaaaaaaaaaaaaaa"));
     assert_false(file_exists(f, "queue", "1000000000-00000001-aaaaaaaaaaaaaaaa.msg"));
     assert_false(file_exists(f, "queue", "1000000000-00000004-aaaaaaaaaaaaaaaa.msg"));
     /* quarantined, never deleted, with the reason beside them */
@@ -404,13 +459,12 @@ static void why_line(const struct fixture *f, const char *name, char *line, size
     fclose(fp);
 }
 
-/* Change the file queue/ID.ext: cut it to len octets (flip < 0), or flip one bit
+/* Change the file queue/ID: cut it to len octets (flip < 0), or flip one bit
  * of octet flip. */
-static void damage(const struct fixture *f, const char *id, const char *ext, long len, long flip)
+static void damage(const struct fixture *f, const char *id, long len, long flip)
 {
-    char name[128], p[512];
-    snprintf(name, sizeof(name), "%s.%s", id, ext);
-    path(f, "queue", name, p, sizeof(p));
+    char p[512];
+    path(f, "queue", id, p, sizeof(p));
     if (flip < 0) {
         assert_int_equal(truncate(p, len), 0);
         return;
@@ -429,14 +483,18 @@ static void test_commit_records_checksum(void **state)
 {
     struct fixture *f = *state;
     char *id = commit(f, "bob@example.net");
-    char name[128], p[512], line[64];
-    snprintf(name, sizeof(name), "%s.env", id);
-    path(f, "queue", name, p, sizeof(p));
-    char *text = tu_slurp(p, NULL);
+    char p[512], line[64];
+    path(f, "queue", id, p, sizeof(p));
+    size_t n;
+    char *text = tu_slurp(p, &n);
     assert_memory_equal(text, "tern-envelope 2\n", 16);
     snprintf(line, sizeof(line), "\nmsg-size %zu\n", strlen(msg));
     assert_non_null(strstr(text, line));
     assert_non_null(strstr(text, "\nmsg-crc32c "));
+    /* the message follows the envelope's end line, as it was received */
+    assert_true(n > strlen(msg) + 5);
+    assert_memory_equal(text + n - strlen(msg) - 4, "end\n", 4);
+    assert_memory_equal(text + n - strlen(msg), msg, strlen(msg));
     free(text);
 
     struct envelope env;
@@ -463,20 +521,22 @@ static void test_commit_records_checksum(void **state)
 static void test_damaged_after_commit(void **state)
 {
     struct fixture *f = *state;
-    char *ids[6];
-    for (int i = 0; i < 6; i++)
+    char *ids[7];
+    for (int i = 0; i < 7; i++)
         ids[i] = commit(f, "bob@example.net");
     long mlen = (long)strlen(msg);
-    damage(f, ids[0], "msg", mlen / 2, -1); /* .msg cut */
-    damage(f, ids[1], "msg", 0, mlen - 3);  /* .msg with one bit flipped, same size */
-    damage(f, ids[2], "msg", 0, -1);        /* .msg emptied */
-    char name[128], p[512];
-    snprintf(name, sizeof(name), "%s.env", ids[3]);
-    path(f, "queue", name, p, sizeof(p));
-    size_t elen;
-    free(tu_slurp(p, &elen));
-    damage(f, ids[3], "env", (long)elen / 2, -1); /* .env cut in half after its 250 */
-    damage(f, ids[4], "env", (long)elen - 6, -1); /* .env without its end line */
+    long elen = (long)item_env_len(f, ids[0], NULL);
+    damage(f, ids[0], elen + mlen / 2, -1); /* message cut */
+    damage(f, ids[1], 0, elen + mlen - 3);  /* one bit flipped in the message, same size */
+    damage(f, ids[2], elen, -1);            /* message emptied */
+    damage(f, ids[3], elen / 2, -1);        /* envelope cut in half after its 250 */
+    damage(f, ids[4], elen - 4, -1);        /* envelope without its end line */
+    char p[512];
+    path(f, "queue", ids[6], p, sizeof(p));
+    FILE *fp = fopen(p, "a");
+    assert_non_null(fp);
+    assert_int_equal(fputs("more", fp) >= 0, 1); /* octets added after the message */
+    assert_int_equal(fclose(fp), 0);
 
     /* on the delivery path: the message is checked before anything is handed on */
     struct envelope env;
@@ -491,6 +551,8 @@ static void test_damaged_after_commit(void **state)
     assert_int_equal(b.len, 0);
     envelope_free(&env);
     assert_int_equal(qstore_read_item(f->s, ids[3], &env, &b, why, sizeof(why)), ENV_INCOMPLETE);
+    envelope_free(&env);
+    assert_int_equal(qstore_read_item(f->s, ids[6], &env, &b, why, sizeof(why)), QSTORE_DAMAGED);
     envelope_free(&env);
     assert_int_equal(qstore_read_item(f->s, ids[5], &env, &b, why, sizeof(why)), 0);
     assert_int_equal(b.len, strlen(msg));
@@ -509,37 +571,35 @@ static void test_damaged_after_commit(void **state)
     envelope_free(&c.kept);
     assert_int_equal(st.recovered, 1);
     assert_int_equal(st.incomplete, 0);
-    assert_int_equal(st.quarantined, 10); /* five items, both files each */
+    assert_int_equal(st.quarantined, 6); /* six items, one file each */
     assert_int_equal(st.errors, 0);
     assert_int_equal(qstore_count(f->s), 1);
-    assert_int_equal(count_dir(f, "queue"), 2);
-    char line[700];
-    for (int i = 0; i < 5; i++) {
-        for (int k = 0; k < 2; k++) {
-            snprintf(name, sizeof(name), "%s.%s", ids[i], k ? "msg" : "env");
-            assert_true(file_exists(f, "quarantine", name));
-        }
+    assert_int_equal(count_dir(f, "queue"), 1);
+    char line[700], name[128];
+    for (int i = 0; i < 7; i++) {
+        if (i == 5)
+            continue;
+        assert_true(file_exists(f, "quarantine", ids[i]));
         snprintf(name, sizeof(name), "%s.why", ids[i]);
         why_line(f, name, line, sizeof(line));
-        if (i < 3)
+        if (i < 3 || i == 6)
             assert_non_null(strstr(line, "message file damaged"));
         else
             assert_non_null(strstr(line, "envelope damaged after it was committed"));
     }
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         free(ids[i]);
 }
 
-/* A commit that never finished (crash before the rename of its .env) leaves
- * nothing: the .msg is an orphan, the .env half in tmp/ is junk. */
+/* A commit that never finished (crash before the rename into queue/) leaves
+ * nothing: the half-written file in tmp/ is junk. */
 static void test_unfinished_commit_removed(void **state)
 {
     struct fixture *f = *state;
     char *id = commit(f, "bob@example.net");
-    char name[128], from[512], to[512];
-    snprintf(name, sizeof(name), "%s.env", id);
-    path(f, "queue", name, from, sizeof(from));
-    path(f, "tmp", name, to, sizeof(to));
+    char from[512], to[512];
+    path(f, "queue", id, from, sizeof(from));
+    path(f, "tmp", id, to, sizeof(to));
     assert_int_equal(rename(from, to), 0);
     assert_int_equal(truncate(to, 40), 0);
     qstore_close(f->s);
@@ -551,8 +611,7 @@ static void test_unfinished_commit_removed(void **state)
     assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
     assert_int_equal(c.n, 0);
     assert_int_equal(st.tmp_removed, 1);
-    assert_int_equal(st.orphans, 1);
-    assert_int_equal(st.quarantined + st.errors + st.recovered, 0);
+    assert_int_equal(st.orphans + st.quarantined + st.errors + st.recovered, 0);
     assert_int_equal(count_dir(f, "queue"), 0);
     assert_int_equal(count_dir(f, "tmp"), 0);
     assert_int_equal(count_dir(f, "quarantine"), 0);
@@ -560,42 +619,160 @@ static void test_unfinished_commit_removed(void **state)
     free(id);
 }
 
-/* A version 1 item (an older tern's queue) is recovered and read for delivery
- * without a checksum to compare. */
-static void test_version1_item(void **state)
+/* An older tern's items (ID.env + ID.msg, version 1 without a checksum or
+ * version 2 with one) are converted into one file at recovery and then read
+ * like any other; a pair left beside its converted item (a crash during the
+ * conversion) is removed. */
+static void test_legacy_items_converted(void **state)
 {
     struct fixture *f = *state;
-    const char *id = "1000000000-00000001-cccccccccccccccc";
+    const char *id1 = "1000000000-00000001-cccccccccccccccc";
+    const char *id2 = "1000000000-00000002-cccccccccccccccc";
     struct buf t = {0};
     char name[128];
-    env_text(id, true, &t);
+    env_text(id1, true, &t);
     assert_memory_equal(t.p, "tern-envelope 1\n", 16);
-    snprintf(name, sizeof(name), "%s.env", id);
+    snprintf(name, sizeof(name), "%s.env", id1);
     put_file(f, "queue", name, t.p, t.len);
-    snprintf(name, sizeof(name), "%s.msg", id);
+    snprintf(name, sizeof(name), "%s.msg", id1);
+    put_file(f, "queue", name, msg, strlen(msg));
+    t.len = 0;
+    env_text2(id2, &t);
+    assert_memory_equal(t.p, "tern-envelope 2\n", 16);
+    snprintf(name, sizeof(name), "%s.env", id2);
+    put_file(f, "queue", name, t.p, t.len);
+    snprintf(name, sizeof(name), "%s.msg", id2);
     put_file(f, "queue", name, msg, strlen(msg));
     struct collected c = {0};
     struct qstore_stats st;
     char why[256];
     assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
-    assert_int_equal(st.recovered, 1);
-    assert_int_equal(st.quarantined, 0);
-    assert_int_equal(c.kept.version, 1);
+    assert_int_equal(st.recovered, 2);
+    assert_int_equal(st.quarantined + st.errors + st.incomplete + st.orphans, 0);
+    assert_string_equal(c.ids[0], id1);
+    assert_string_equal(c.ids[1], id2);
     envelope_free(&c.kept);
+    assert_int_equal(count_dir(f, "queue"), 2); /* id1 and id2, one file each */
+    assert_true(file_exists(f, "queue", id1));
+    assert_true(file_exists(f, "queue", id2));
+
     struct envelope env;
     struct buf b = {0};
-    assert_int_equal(qstore_read_item(f->s, id, &env, &b, why, sizeof(why)), 0);
-    assert_false(env.msg_sum);
-    assert_int_equal(b.len, strlen(msg));
-    /* its rewrite stays version 1 (no checksum is known) */
-    envelope_rcpt_result(&env.rcpts[0], ENV_RCPT_PENDING, 5, "451 later");
-    assert_int_equal(qstore_update(f->s, &env, why, sizeof(why)), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *id = i ? id2 : id1;
+        assert_int_equal(qstore_read_item(f->s, id, &env, &b, why, sizeof(why)), 0);
+        assert_true(env.msg_sum); /* version 1 got the checksum of what was there */
+        assert_int_equal(b.len, strlen(msg));
+        assert_memory_equal(b.p, msg, b.len);
+        b.len = 0;
+        envelope_rcpt_result(&env.rcpts[0], ENV_RCPT_PENDING, 5, "451 later");
+        assert_int_equal(qstore_update(f->s, &env, why, sizeof(why)), 0);
+        envelope_free(&env);
+    }
+    assert_int_equal(qstore_read_env(f->s, id1, &env, why, sizeof(why)), ENV_OK);
+    assert_int_equal(env.version, 2);
+    assert_string_equal(env.rcpts[0].error, "451 later");
     envelope_free(&env);
-    assert_int_equal(qstore_read_env(f->s, id, &env, why, sizeof(why)), ENV_OK);
-    assert_int_equal(env.version, 1);
+
+    /* a crash after the conversion, before the pair was removed */
+    t.len = 0;
+    env_text2(id2, &t);
+    snprintf(name, sizeof(name), "%s.env", id2);
+    put_file(f, "queue", name, t.p, t.len);
+    snprintf(name, sizeof(name), "%s.msg", id2);
+    put_file(f, "queue", name, msg, strlen(msg));
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(qstore_recover(f->s, collect, &c, &st, why, sizeof(why)), 0);
+    assert_int_equal(st.recovered, 2);
+    assert_int_equal(st.quarantined + st.errors, 0);
+    envelope_free(&c.kept);
+    assert_int_equal(count_dir(f, "queue"), 2);
+    /* the rewritten envelope of id2 survived (the pair did not win) */
+    assert_int_equal(qstore_read_env(f->s, id2, &env, why, sizeof(why)), ENV_OK);
+    assert_string_equal(env.rcpts[0].error, "451 later");
     envelope_free(&env);
     buf_free(&b);
     buf_free(&t);
+}
+
+/* Removed items' files are kept in spare/ (up to the limit, small ones only)
+ * and written over by later commits -- but only once the removal is durable
+ * (an fsync of queue/ began after it); a reused file is cut to the new
+ * item's length; `tern queue`'s store (no spares) unlinks. */
+static void test_spares(void **state)
+{
+    struct fixture *f = *state;
+    char why[256];
+    qstore_set_spares(f->s, 2);
+    char *a = commit(f, "a@b"), *b = commit(f, "a@b"), *c = commit(f, "a@b");
+    assert_int_equal(qstore_remove(f->s, a, why, sizeof(why)), 0);
+    assert_int_equal(qstore_remove(f->s, b, why, sizeof(why)), 0);
+    assert_int_equal(qstore_remove(f->s, c, why, sizeof(why)), 0); /* spare/ full: unlinked */
+    assert_int_equal(count_dir(f, "spare"), 2);
+    assert_int_equal(count_dir(f, "queue"), 0);
+    assert_int_equal(qstore_count(f->s), 0);
+
+    /* no fsync of queue/ since the removals: a new file, not a spare */
+    char *d = commit(f, "a@b");
+    assert_int_equal(count_dir(f, "spare"), 2);
+    /* that commit's fsync made the removals durable: the next ones reuse */
+    char *e = commit(f, "a@b");
+    assert_int_equal(count_dir(f, "spare"), 1);
+    struct envelope env;
+    struct buf m = {0};
+    assert_int_equal(qstore_read_item(f->s, e, &env, &m, why, sizeof(why)), 0);
+    assert_int_equal(m.len, strlen(msg));
+    envelope_free(&env);
+
+    /* a longer item removed, a shorter one written over it: nothing left behind */
+    static char big[4000];
+    memset(big, 'x', sizeof(big));
+    make_env(&env, "a@b");
+    assert_int_equal(qstore_commit(f->s, &env, big, sizeof(big), why, sizeof(why)), 0);
+    assert_int_equal(count_dir(f, "spare"), 0);
+    assert_int_equal(qstore_remove(f->s, env.id, why, sizeof(why)), 0);
+    envelope_free(&env);
+    free(commit(f, "a@b"));     /* a new file (fsyncs queue/) */
+    char *g = commit(f, "a@b"); /* over the 4000-octet spare */
+    m.len = 0;
+    assert_int_equal(qstore_read_item(f->s, g, &env, &m, why, sizeof(why)), 0);
+    assert_int_equal(m.len, strlen(msg));
+    assert_memory_equal(m.p, msg, m.len);
+    envelope_free(&env);
+    size_t total, elen = item_env_len(f, g, &total);
+    assert_int_equal(total, elen + strlen(msg));
+    char p[512];
+    struct stat st;
+    path(f, "queue", g, p, sizeof(p));
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    /* a large item is unlinked, never kept */
+    static char huge[QSTORE_SPARE_SIZE_MAX + 1];
+    memset(huge, 'y', sizeof(huge));
+    make_env(&env, "a@b");
+    assert_int_equal(qstore_commit(f->s, &env, huge, sizeof(huge), why, sizeof(why)), 0);
+    size_t before = count_dir(f, "spare");
+    assert_int_equal(qstore_remove(f->s, env.id, why, sizeof(why)), 0);
+    assert_int_equal(count_dir(f, "spare"), before);
+    envelope_free(&env);
+
+    /* spare/ is emptied at recovery */
+    assert_int_equal(qstore_remove(f->s, g, why, sizeof(why)), 0);
+    assert_true(count_dir(f, "spare") > 0);
+    struct collected col = {0};
+    struct qstore_stats rs;
+    assert_int_equal(qstore_recover(f->s, collect, &col, &rs, why, sizeof(why)), 0);
+    assert_int_equal(count_dir(f, "spare"), 0);
+    assert_int_equal(rs.tmp_removed, 0);
+    envelope_free(&col.kept);
+    buf_free(&m);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+    free(e);
+    free(g);
 }
 
 static void test_list_is_read_only(void **state)
@@ -608,13 +785,19 @@ static void test_list_is_read_only(void **state)
     put_file(f, "queue", "1000000000-00000002-aaaaaaaaaaaaaaaa.msg", msg, strlen(msg));
     put_file(f, "queue", "junk", "x", 1);
     put_file(f, "tmp", "x", "x", 1);
+    /* an older tern's complete pair is listed too */
+    t.len = 0;
+    env_text2("1000000000-00000003-aaaaaaaaaaaaaaaa", &t);
+    put_file(f, "queue", "1000000000-00000003-aaaaaaaaaaaaaaaa.env", t.p, t.len);
+    put_file(f, "queue", "1000000000-00000003-aaaaaaaaaaaaaaaa.msg", msg, strlen(msg));
     struct collected c = {0};
     char why[256];
     assert_int_equal(qstore_list(f->s, collect, &c, why, sizeof(why)), 0);
-    assert_int_equal(c.n, 1);
-    assert_string_equal(c.ids[0], good);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.ids[0], "1000000000-00000003-aaaaaaaaaaaaaaaa");
+    assert_string_equal(c.ids[1], good);
     envelope_free(&c.kept);
-    assert_int_equal(count_dir(f, "queue"), 5);
+    assert_int_equal(count_dir(f, "queue"), 6);
     assert_int_equal(count_dir(f, "tmp"), 1);
     assert_int_equal(count_dir(f, "quarantine"), 0);
     free(good);
@@ -630,8 +813,7 @@ static void test_quarantine_api(void **state)
     assert_int_equal(qstore_quarantine(f->s, id, "message unreadable at delivery"), 0);
     assert_int_equal(qstore_count(f->s), 0);
     assert_int_equal(count_dir(f, "queue"), 0);
-    snprintf(name, sizeof(name), "%s.msg", id);
-    assert_true(file_exists(f, "quarantine", name));
+    assert_true(file_exists(f, "quarantine", id));
     snprintf(name, sizeof(name), "%s.why", id);
     assert_true(file_exists(f, "quarantine", name));
     free(id);
@@ -698,18 +880,21 @@ static void test_write_failures(void **state)
     assert_int_equal(qstore_remove(f->s, id, why, sizeof(why)), 0);
     free(id);
 
-    arm(1, 0, ENOSPC); /* the message */
+    arm(1, 0, ENOSPC); /* the envelope */
     expect_failure(f, ENOSPC);
-    arm(3, 0, EDQUOT); /* within the message, after a few short writes */
+    arm(3, 0, EDQUOT); /* within the envelope, after a few short writes */
     expect_failure(f, EDQUOT);
-    /* the envelope: the first write after the message (msg has ceil(len/7) writes) */
-    arm((int)((strlen(msg) + 6) / 7) + 1, 0, ENOSPC);
+    /* the message, after the envelope: within the last ceil(len/7) writes */
+    arm(0, 0, 0);
+    id = commit(f, "bob@example.net");
+    int all = write_calls;
+    assert_int_equal(qstore_remove(f->s, id, why, sizeof(why)), 0);
+    free(id);
+    arm(all - 1, 0, ENOSPC);
     expect_failure(f, ENOSPC);
-    arm(0, 1, EIO); /* fsync of the message */
+    arm(0, 1, EIO); /* fsync of the item */
     expect_failure(f, EIO);
-    arm(0, 2, EIO); /* fsync of the envelope */
-    expect_failure(f, EIO);
-    arm(0, 3, EIO); /* fsync of the queue directory */
+    arm(0, 2, EIO); /* fsync of the queue directory */
     expect_failure(f, EIO);
 
     /* update failing leaves the old envelope in place */
@@ -725,6 +910,19 @@ static void test_write_failures(void **state)
     assert_int_equal(qstore_read_env(f->s, env.id, &back, why, sizeof(why)), ENV_OK);
     assert_int_equal(back.rcpts[0].status, ENV_RCPT_PENDING);
     envelope_free(&back);
+    arm(all - 1, 0, ENOSPC); /* while copying the message */
+    assert_int_equal(qstore_update(f->s, &env, why, sizeof(why)), -1);
+    assert_int_equal(errno, ENOSPC);
+    arm(0, 1, EIO);
+    assert_int_equal(qstore_update(f->s, &env, why, sizeof(why)), -1);
+    assert_int_equal(errno, EIO);
+    assert_int_equal(count_dir(f, "tmp"), 0);
+    struct buf mb = {0};
+    assert_int_equal(qstore_read_item(f->s, env.id, &back, &mb, why, sizeof(why)), 0);
+    assert_int_equal(back.rcpts[0].status, ENV_RCPT_PENDING);
+    assert_int_equal(mb.len, strlen(msg));
+    envelope_free(&back);
+    buf_free(&mb);
     envelope_free(&env);
     qstore_set_io(f->s, NULL);
 }
@@ -778,7 +976,7 @@ static void test_unique_ids_threads(void **state)
     for (int i = 1; i < THREADS * PER_THREAD; i++)
         assert_string_not_equal(ids[i - 1], ids[i]);
     assert_int_equal(qstore_count(f->s), THREADS * PER_THREAD);
-    assert_int_equal(count_dir(f, "queue"), 2 * THREADS * PER_THREAD);
+    assert_int_equal(count_dir(f, "queue"), THREADS * PER_THREAD);
     /* and all of them come back */
     qstore_close(f->s);
     char why[256];
@@ -840,7 +1038,7 @@ static void test_group_commit(void **state)
     assert_int_equal(errno, EIO);
     assert_non_null(strstr(why, "fsync"));
     envelope_free(&env);
-    assert_int_equal(count_dir(f, "queue"), 2 * THREADS * PER_THREAD);
+    assert_int_equal(count_dir(f, "queue"), THREADS * PER_THREAD);
     make_env(&env, "bob@example.net"); /* the next group is fine again */
     assert_int_equal(qstore_commit(f->s, &env, "x\r\n", 3, why, sizeof(why)), 0);
     envelope_free(&env);
@@ -886,7 +1084,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_records_checksum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_after_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfinished_commit_removed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_version1_item, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_items_converted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_is_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failures, setup, teardown),
