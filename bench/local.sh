@@ -39,6 +39,7 @@
 #        STRACE_MSGS=300 (after the timed runs: one run per server under
 #        strace -c -f for the fsyncs per message; 0 = skip)
 #        LOCAL_BENCH_KEEP=1 (keep the work folder with every server's log)
+#        BENCH_FS=loop|host (loop: a new journaled ext4 for the run, below)
 set -euo pipefail
 
 TERN=$(realpath "${1:-build/tern}")
@@ -75,7 +76,7 @@ if [ -z "${LOCAL_BENCH_NS:-}" ]; then
         case $s in chasquid | opensmtpd) extract "$s" >/dev/null || note "apt-get download $s failed" ;; esac
     done
     if [ "$(id -u)" -eq 0 ] && unshare -n -m true 2>/dev/null; then
-        export LOCAL_BENCH_NS=1 SERVERS SESSIONS SLOW_DIV RUN_TIMEOUT STRACE_MSGS RELAY_BENCH_CACHE="$CACHE" LOCAL_BENCH_KEEP
+        export LOCAL_BENCH_NS=1 SERVERS SESSIONS SLOW_DIV RUN_TIMEOUT STRACE_MSGS RELAY_BENCH_CACHE="$CACHE" LOCAL_BENCH_KEEP BENCH_FS
         exec unshare -n -m "$(realpath "$0")" "$TERN" "$N" "$RUNS"
     fi
     LOCAL_BENCH_NS=0
@@ -84,6 +85,23 @@ fi
 [ "$LOCAL_BENCH_NS" = 1 ] && ip link set lo up
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tern-local-bench.XXXXXX")
+# BENCH_FS=loop (the default, in the namespace): every server's queue and
+# Maildirs on a new ext4 file system made for this run (mkfs defaults: with
+# a journal, as a mail server's disk would be), loop-mounted over the work
+# folder.  Repeatable: the host's file system here is ext4 WITHOUT a
+# journal, shared with whatever else runs, where creating a file costs more
+# the more files were deleted in the last minutes (by the previous run, by
+# another bench) -- the same command gave 0.8 or 1.9 ms per message
+# depending on that history.  BENCH_FS=host measures on the host's.
+img=""
+if [ "$LOCAL_BENCH_NS" = 1 ] && [ "${BENCH_FS:-loop}" = loop ]; then
+    img=$(mktemp "${TMPDIR:-/tmp}/tern-local-bench-fs.XXXXXX")
+    if truncate -s 4G "$img" && mkfs.ext4 -q -F "$img" && mount -o loop "$img" "$work"; then
+        note "file system: a new ext4 (with journal) on a loop device"
+    else
+        die "BENCH_FS=loop: cannot make or mount an ext4 image (BENCH_FS=host to measure on the host's)"
+    fi
+fi
 chmod 755 "$work" # tern delivers as nobody, Postfix's and OpenSMTPD's as u
 pids=()           # every process we start, stopped by PID at exit
 pf_etc=""
@@ -100,7 +118,13 @@ cleanup() {
         done
         [ -n "$left" ] && kill -9 $left 2>/dev/null
     fi
-    if [ -n "${LOCAL_BENCH_KEEP:-}" ]; then echo "# logs kept in $work" >&2; else rm -rf "$work"; fi
+    if [ -n "${LOCAL_BENCH_KEEP:-}" ]; then
+        echo "# logs kept in $work${img:+ (on $img, mounted only in the namespace of the bench)}" >&2
+    elif [ -n "$img" ]; then
+        umount "$work" && rm -f "$img" && rmdir "$work"
+    else
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 
@@ -457,8 +481,18 @@ measure() { # $1 server, $2 messages: prints "msg/s cpu-ms-per-message"
         "$SOURCE" -s "$SESSIONS" -m "$2" -l 1024 -f s@src.test -t u@local.test 127.0.0.1:"${port[$1]}"
 }
 empty_new() { # $1 server: the delivered files go, so that counting stays cheap
-    [ "$1" = sink ] || find "${maildir[$1]}/new" -type f -delete 2>/dev/null || true
+    # new/ is renamed aside and made again (same owner and mode), not emptied:
+    # deleting thousands of files right before a timed run would make that run
+    # pay for them -- ext4 without a journal (this machine) steps over every
+    # inode freed in the last minutes when it creates a file.  Everything goes
+    # at the end with the work folder.
+    [ "$1" = sink ] && return 0
+    local new=${maildir[$1]}/new
+    [ -d "$new" ] || return 0
+    local old=$new.$((++emptied))
+    mv "$new" "$old" && mkdir "$new" && chown --reference="$old" "$new" && chmod --reference="$old" "$new"
 }
+emptied=0
 
 # Warm-up (not timed): processes started, caches filled, first connection made.
 for s in sink "${active[@]}"; do
