@@ -198,8 +198,8 @@ static bool attempt_load(struct attempt *a, struct envelope *env, struct buf *ms
         qstore_count_adjust(ae->store, -1);
         a->removed = true;
     } else if (rc > 0) { /* an envelope or message damaged after its commit: keep it for a person */
+        qstore_quarantine(ae->store, a->id, why); /* moved, then said */
         log_error("id=%s: %s; quarantined, not delivered", a->id, why);
-        qstore_quarantine(ae->store, a->id, why);
         a->removed = true;
     } else {
         log_error("id=%s: %s; trying again later", a->id, why);

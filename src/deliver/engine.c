@@ -215,8 +215,9 @@ static void pickup_item(void *ctx, struct envelope *in)
         return;
     }
     if (qstore_check_msg(in, msg.p, msg.len, why, sizeof(why)) < 0) { /* damaged since */
-        log_error("pickup id=%s: %s; quarantined, not queued", in->id, why);
+        /* moved first, then said: whoever reads the line finds it in quarantine/ */
         qstore_quarantine(e->c.pickup, in->id, why);
+        log_error("pickup id=%s: %s; quarantined, not queued", in->id, why);
         buf_free(&msg);
         return;
     }
