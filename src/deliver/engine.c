@@ -165,6 +165,8 @@ static void engine_schedule_env(struct engine *e, const struct envelope *env, in
         log_warn("id=%s: already scheduled", env->id);
 }
 
+#define ENGINE_PICKUP_STALE_S 3600 /* a pickup tmp/ file this old is a killed writer's */
+
 static void engine_recovered(void *ctx, struct envelope *env)
 {
     engine_schedule_env(ctx, env, env->next_attempt * 1000);
@@ -174,6 +176,10 @@ int engine_recover(struct engine *e, struct qstore_stats *st, char *why, size_t 
 {
     if (qstore_recover(e->c.store, engine_recovered, e, st, why, whylen) < 0)
         return -1;
+    /* the pickup has writers of its own (`tern sendmail`): only what they left
+     * long ago can be junk */
+    if (e->c.pickup)
+        qstore_clean_stale(e->c.pickup, engine_now(e) / 1000, ENGINE_PICKUP_STALE_S);
     engine_kick(e);
     return 0;
 }

@@ -1462,6 +1462,30 @@ int qstore_list(struct qstore *s, qstore_item_fn fn, void *ctx, char *why, size_
     return scan(s, true, false, fn, ctx, &st, why, whylen);
 }
 
+size_t qstore_clean_stale(struct qstore *s, int64_t now, int64_t age)
+{
+    size_t n, removed = 0;
+    char **names = list_dir(s, s->tmpfd, &n);
+    if (!names) {
+        log_warn("%s/tmp: cannot list: %s", s->dir, strerror(errno));
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (fstatat(s->tmpfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            (int64_t)st.st_mtime > now - age)
+            continue; /* gone, or perhaps still being written */
+        if (unlinkat(s->tmpfd, names[i], 0) == 0) {
+            log_info("%s/tmp/%s: left by a writer that stopped; removed", s->dir, names[i]);
+            removed++;
+        } else if (errno != ENOENT) {
+            log_warn("%s/tmp/%s: unlink: %s", s->dir, names[i], strerror(errno));
+        }
+    }
+    free_list(names, n);
+    return removed;
+}
+
 int qstore_take(struct qstore *s, qstore_item_fn fn, void *ctx, char *why, size_t whylen)
 {
     struct qstore_stats st;

@@ -186,6 +186,11 @@ int qstore_list(struct qstore *s, qstore_item_fn fn, void *ctx, char *why, size_
  * that it is neither skipped forever nor silent. */
 int qstore_take(struct qstore *s, qstore_item_fn fn, void *ctx, char *why, size_t whylen);
 
+/* Remove the files of tmp/ not modified for age seconds before now: what a
+ * writer of another process (a killed `tern sendmail`) left.  Younger ones
+ * may still be being written and stay.  Returns how many went (logged). */
+size_t qstore_clean_stale(struct qstore *s, int64_t now, int64_t age);
+
 /* Items in the queue as this process knows them (recovered + committed -
  * removed - quarantined). */
 size_t qstore_count(const struct qstore *s);

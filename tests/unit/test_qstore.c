@@ -1045,6 +1045,22 @@ static void test_group_commit(void **state)
     qstore_set_io(f->s, NULL);
 }
 
+/* tmp/ files of another process's writer: only old ones are removed. */
+static void test_clean_stale(void **state)
+{
+    struct fixture *f = *state;
+    put_file(f, "tmp", "old", "x", 1);
+    put_file(f, "tmp", "young", "x", 1);
+    char p[512];
+    path(f, "tmp", "old", p, sizeof(p));
+    struct timespec ts[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    assert_int_equal(qstore_clean_stale(f->s, (int64_t)time(NULL), 3600), 1);
+    assert_false(file_exists(f, "tmp", "old"));
+    assert_true(file_exists(f, "tmp", "young"));
+    assert_int_equal(qstore_clean_stale(f->s, (int64_t)time(NULL), 3600), 0);
+}
+
 static void test_room(void **state)
 {
     struct fixture *f = *state;
@@ -1091,6 +1107,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unique_ids_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
