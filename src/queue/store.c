@@ -659,6 +659,7 @@ int qstore_remove(struct qstore *s, const char *id, char *why, size_t whylen)
      * synchronous write per delivered message. */
     uint32_t num;
     int r = -1;
+    bool gone = false;
     struct stat st;
     /* kept for a later commit, if small: a spare holds on to its blocks */
     if (s->spare_max && fstatat(s->queuefd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -669,8 +670,10 @@ int qstore_remove(struct qstore *s, const char *id, char *why, size_t whylen)
         int e = errno;
         spare_settle(s, num, r == 0);
         errno = e;
+        if (r < 0 && e == ENOENT)
+            gone = true; /* the item is not there: nothing to unlink */
     }
-    if (r < 0 && (s->spare_max == 0 || errno != ENOENT))
+    if (r < 0 && !gone)
         r = unlinkat(s->queuefd, id, 0);
     if (r == 0) {
         qstore_count_adjust(s, -1);
