@@ -5,7 +5,7 @@
 #                the optimised build that ships, and a few integration tests
 #                with that build's tern under valgrind
 .PHONY: all deps build run run-sink test test-build test-asan ship-build test-ship \
-        test-valgrind fuzz bench format format-check clean
+        test-valgrind fuzz bench format format-check clean install deb
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
@@ -74,6 +74,26 @@ SECONDS_PER ?= 60
 fuzz: test-build
 	for f in $(TEST_BUILD)/fuzz_*; do n=$${f##*/fuzz_}; \
 	  $$f -max_total_time=$(SECONDS_PER) fuzz/corpus/$$n || exit 1; done
+
+# ---- make install: the shipped build's tern, man pages, unit, default config --
+# PREFIX/sbin/tern, PREFIX/share/man/manN/, PREFIX/lib/systemd/system/tern.service,
+# SYSCONFDIR/tern/tern.conf (only when absent: an existing one is kept); under
+# DESTDIR when set (staging). Builds only the tern program; runs no test and
+# installs no dependency (scripts/install-deps would install test peers such as
+# Postfix).
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+install:
+	cmake -S . -B $(BUILD) $(SHIP_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX) \
+	      -DCMAKE_INSTALL_SYSCONFDIR=$(SYSCONFDIR) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target tern
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD)
+
+# The Debian package (debian/), built from a copy of the tree: DEB_DIR/tern_*.deb
+DEB_DIR ?= build-deb
+deb:
+	scripts/build-deb $(DEB_DIR)
 
 bench: build
 	bench/sink.sh $(BUILD)/tern

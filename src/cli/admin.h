@@ -21,6 +21,9 @@ int cli_queue(int argc, char **argv);
 
 /* sendmail.c: the sendmail command-line convention */
 int cli_sendmail(int argc, char **argv);
+/* sendmail.c: tern invoked as "mailq" (sendmail -bp) and "newaliases" (sendmail -bi) */
+int cli_mailq(int argc, char **argv);
+int cli_newaliases(int argc, char **argv);
 struct conf;
 /* Ask the running server (DATA_DIR/tern.pid) to look at its queue now; 0 or -1. */
 int queue_wake_server(const struct conf *c);

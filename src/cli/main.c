@@ -34,6 +34,10 @@ int main(int argc, char **argv)
     base = base ? base + 1 : (argc > 0 ? argv[0] : "");
     if (strcmp(base, "sendmail") == 0)
         return cli_sendmail(argc, argv);
+    if (strcmp(base, "mailq") == 0)
+        return cli_mailq(argc, argv);
+    if (strcmp(base, "newaliases") == 0)
+        return cli_newaliases(argc, argv);
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;

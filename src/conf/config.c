@@ -39,9 +39,11 @@
 #include <unistd.h>
 
 #include "core/address.h"
+#include "core/lmtpaddr.h"
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "core/num.h"
+#include "smtp/httpmetrics.h"
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -243,6 +245,16 @@ static int set_max_rcpts(struct conf *c, const char *v, char *why)
     if (set_count(&n, v, 1, 100000, why) < 0)
         return -1;
     c->max_rcpts = (uint32_t)n;
+    return 0;
+}
+
+/* Octets of a DATA line, CRLF excluded: RFC 5321's 998 up to 64 KiB. */
+static int set_max_line_length(struct conf *c, const char *v, char *why)
+{
+    uint64_t n;
+    if (set_size(&n, v, 998, 65536, why) < 0)
+        return -1;
+    c->max_line_length = (uint32_t)n;
     return 0;
 }
 
@@ -462,8 +474,10 @@ static int set_delivery(struct conf *c, const char *v, char *why)
         c->delivery = CONF_DELIVERY_MAILDIR;
     else if (strcasecmp(v, "mda") == 0)
         c->delivery = CONF_DELIVERY_MDA;
+    else if (strcasecmp(v, "lmtp") == 0)
+        c->delivery = CONF_DELIVERY_LMTP;
     else {
-        snprintf(why, WHY_MAX, "'%s' is not 'maildir' or 'mda'", v);
+        snprintf(why, WHY_MAX, "'%s' is not 'maildir', 'mda' or 'lmtp'", v);
         return -1;
     }
     return 0;
@@ -524,6 +538,14 @@ static int set_mda_timeout(struct conf *c, const char *v, char *why)
     return set_duration(&c->mda_timeout_ms, v, MS_SECOND, MS_DAY, why);
 }
 
+static int set_lmtp(struct conf *c, const char *v, char *why)
+{
+    struct lmtp_endpoint ep;
+    if (lmtp_endpoint_parse(v, &ep, why, WHY_MAX) < 0)
+        return -1;
+    return conf_copy(c->lmtp, sizeof(c->lmtp), v, why);
+}
+
 static int set_maildir_path(struct conf *c, const char *v, char *why)
 {
     if (!*v) {
@@ -567,6 +589,15 @@ static int set_suffix_separators(struct conf *c, const char *v, char *why)
     return set_chars(c->suffix_separators, v, why);
 }
 
+static int set_default_domain(struct conf *c, const char *v, char *why)
+{
+    if (!*v || conf_hostname_ok(v) < 0) {
+        snprintf(why, WHY_MAX, "'%s' is not a valid domain name", v);
+        return -1;
+    }
+    return conf_copy(c->default_domain, sizeof(c->default_domain), v, why);
+}
+
 static int set_senders_must_match(struct conf *c, const char *v, char *why)
 {
     if (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0 ||
@@ -576,6 +607,28 @@ static int set_senders_must_match(struct conf *c, const char *v, char *why)
              strcasecmp(v, "off") == 0)
         c->senders_must_match = false;
     else {
+        snprintf(why, WHY_MAX, "'%s' is not true or false", v);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- [admin] ------------------------------------------------------------------ */
+
+static int set_admin_listen(struct conf *c, const char *v, char *why)
+{
+    return set_listen(&c->admin, v, why);
+}
+
+static int set_admin_allow_remote(struct conf *c, const char *v, char *why)
+{
+    if (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0 ||
+        strcasecmp(v, "on") == 0) {
+        c->admin_allow_remote = true;
+    } else if (strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0 || strcmp(v, "0") == 0 ||
+               strcasecmp(v, "off") == 0) {
+        c->admin_allow_remote = false;
+    } else {
         snprintf(why, WHY_MAX, "'%s' is not true or false", v);
         return -1;
     }
@@ -592,11 +645,12 @@ enum conf_section {
     SEC_LOCAL,
     SEC_RELAY,
     SEC_REMOTE,
+    SEC_ADMIN,
     SEC_N
 };
 
-static const char *const conf_sections[SEC_N] = {"server", "listen", "tls",   "queue",
-                                                 "local",  "relay",  "remote"};
+static const char *const conf_sections[SEC_N] = {"server", "listen", "tls",    "queue",
+                                                 "local",  "relay",  "remote", "admin"};
 
 /* ---- [remote] ---------------------------------------------------------------- */
 
@@ -827,6 +881,7 @@ enum {
     K_DATA_DIR,
     K_MAX_SIZE,
     K_MAX_RCPTS,
+    K_MAX_LINE_LENGTH,
     K_MAX_ERRORS,
     K_IDLE_TIMEOUT,
     K_COMMAND_TIMEOUT,
@@ -853,9 +908,11 @@ enum {
     K_DELIVERY,
     K_MDA_COMMAND,
     K_MDA_TIMEOUT,
+    K_LMTP,
     K_MAILDIR_PATH,
     K_DROP_CHARS,
     K_SUFFIX_SEPARATORS,
+    K_DEFAULT_DOMAIN,
     K_SENDERS_MUST_MATCH,
     K_SMARTHOST,
     K_SMARTHOST_USER,
@@ -871,6 +928,8 @@ enum {
     K_REMOTE_TIMEOUT,
     K_ROUTES,
     K_TLS_POLICY,
+    K_ADMIN_LISTEN,
+    K_ADMIN_ALLOW_REMOTE,
     K_N
 };
 
@@ -879,6 +938,7 @@ static const struct conf_key conf_keys[K_N] = {
     [K_DATA_DIR] = {SEC_SERVER, "data_dir", set_data_dir},
     [K_MAX_SIZE] = {SEC_SERVER, "max_size", set_max_size},
     [K_MAX_RCPTS] = {SEC_SERVER, "max_rcpts", set_max_rcpts},
+    [K_MAX_LINE_LENGTH] = {SEC_SERVER, "max_line_length", set_max_line_length},
     [K_MAX_ERRORS] = {SEC_SERVER, "max_errors", set_max_errors},
     [K_IDLE_TIMEOUT] = {SEC_SERVER, "idle_timeout", set_idle_timeout},
     [K_COMMAND_TIMEOUT] = {SEC_SERVER, "command_timeout", set_command_timeout},
@@ -906,9 +966,11 @@ static const struct conf_key conf_keys[K_N] = {
     [K_DELIVERY] = {SEC_LOCAL, "delivery", set_delivery},
     [K_MDA_COMMAND] = {SEC_LOCAL, "mda_command", set_mda_command},
     [K_MDA_TIMEOUT] = {SEC_LOCAL, "mda_timeout", set_mda_timeout},
+    [K_LMTP] = {SEC_LOCAL, "lmtp", set_lmtp},
     [K_MAILDIR_PATH] = {SEC_LOCAL, "maildir_path", set_maildir_path},
     [K_DROP_CHARS] = {SEC_LOCAL, "drop_chars", set_drop_chars},
     [K_SUFFIX_SEPARATORS] = {SEC_LOCAL, "suffix_separators", set_suffix_separators},
+    [K_DEFAULT_DOMAIN] = {SEC_LOCAL, "default_domain", set_default_domain},
     [K_SENDERS_MUST_MATCH] = {SEC_RELAY, "senders_must_match", set_senders_must_match},
     [K_SMARTHOST] = {SEC_REMOTE, "smarthost", set_smarthost},
     [K_SMARTHOST_USER] = {SEC_REMOTE, "smarthost_user", set_smarthost_user},
@@ -925,6 +987,8 @@ static const struct conf_key conf_keys[K_N] = {
     [K_REMOTE_TIMEOUT] = {SEC_REMOTE, "timeout", set_remote_timeout},
     [K_ROUTES] = {SEC_REMOTE, "routes", set_routes},
     [K_TLS_POLICY] = {SEC_REMOTE, "tls_policy", set_tls_policy},
+    [K_ADMIN_LISTEN] = {SEC_ADMIN, "listen", set_admin_listen},
+    [K_ADMIN_ALLOW_REMOTE] = {SEC_ADMIN, "allow_remote", set_admin_allow_remote},
 };
 
 /* ---- defaults -------------------------------------------------------------- */
@@ -945,6 +1009,7 @@ void conf_defaults(struct conf *c)
     snprintf(c->data_dir, sizeof(c->data_dir), "%s", DEFAULT_DATA_DIR);
     c->max_size = 25ULL << 20;
     c->max_rcpts = 100;
+    c->max_line_length = 998;
     c->max_errors = 10;
     c->idle_timeout_ms = 5 * 60 * MS_SECOND;
     c->command_timeout_ms = 60 * MS_SECOND;
@@ -1220,6 +1285,12 @@ static void conf_finish(struct conf_parse *p, const char *base_dir)
     if (conf_listen_overlap(&c->submission, &c->submissions, &which))
         KEY_ERROR(p, K_SUBMISSIONS, "[listen] submissions: %s is also in [listen] submission",
                   which);
+    for (size_t i = 0; i < c->admin.n && !c->admin_allow_remote; i++)
+        if (!httpmetrics_loopback((const struct sockaddr *)&c->admin.v[i].ss))
+            KEY_ERROR(p, K_ADMIN_LISTEN,
+                      "[admin] listen: %s is not a loopback address (metrics show traffic; set "
+                      "[admin] allow_remote = yes to serve them beyond this host)",
+                      c->admin.v[i].text);
 
     if (c->delay_warning_ms && c->delay_warning_ms >= c->give_up_ms)
         KEY_ERROR(p, K_DELAY_WARNING,
@@ -1231,6 +1302,11 @@ static void conf_finish(struct conf_parse *p, const char *base_dir)
         KEY_ERROR(p, K_DELIVERY, "[local] delivery = mda needs [local] mda_command");
     if (c->delivery != CONF_DELIVERY_MDA && c->mda_command[0])
         KEY_ERROR(p, K_MDA_COMMAND, "[local] mda_command is set but delivery is not mda");
+    if (c->delivery == CONF_DELIVERY_LMTP && !c->lmtp[0])
+        KEY_ERROR(p, K_DELIVERY,
+                  "[local] delivery = lmtp needs [local] lmtp (unix:/path, host:port)");
+    if (c->delivery != CONF_DELIVERY_LMTP && c->lmtp[0])
+        KEY_ERROR(p, K_LMTP, "[local] lmtp is set but delivery is not lmtp");
     for (const char *d = c->drop_chars; *d; d++)
         if (strchr(c->suffix_separators, *d))
             KEY_ERROR(p, K_SUFFIX_SEPARATORS,

@@ -9,6 +9,8 @@
  *             data_dir     [/var/lib/tern]          queue, mail, domains/ (relative: to the file)
  *             max_size     [25M]                    message size limit (K, M, G suffixes)
  *             max_rcpts    [100]                    recipients per message
+ *             max_line_length [998]                 octets of a DATA line, CRLF excluded
+ *                                                   (up to 64K; relayed lines broken at 998)
  *             max_errors   [10]                     protocol errors before a session is closed
  *             idle_timeout [5m]                     waiting for a command
  *             command_timeout [1m], data_timeout [10m], session_timeout [1h]  a command line,
@@ -28,11 +30,15 @@
  *             retry        [1m 5m 15m 30m 1h 2h 4h] delays between attempts (last repeats)
  *             give_up      [5d]                     then the remaining recipients fail
  *             delay_warning [4h]                    "delayed" DSN after this long, or "off"
- *   [local]   delivery     [maildir]                maildir | mda
+ *   [local]   delivery     [maildir]                maildir | mda | lmtp
+ *             lmtp         [none]                   unix:/path | [inet:]host[:port] (port 24)
  *             mda_command  [none]                   argv template, %from% %to% %to_user%
  * %to_domain% mda_timeout  [5m] maildir_path [DATA_DIR/mail/%domain%/%user%/Maildir] drop_chars [.]
  * removed from local parts before lookup suffix_separators [+]                 "user+tag" is "user"
+ *             default_domain [see sendmail.c]      domain added to bare names by sendmail
  *   [relay]   senders_must_match [true]             authenticated users send only as their domain
+ *   [admin]   listen       [off]                    HTTP GET /metrics (Prometheus), host:port list
+ *             allow_remote [false]                  allow a listen address that is not loopback
  *
  * Invariants: a struct conf is plain data with fixed-size fields (it can be
  * copied and swapped on reload, nothing to free); after a successful load
@@ -88,7 +94,7 @@ struct conf_listeners {
     size_t n; /* 0: off */
 };
 
-enum conf_delivery { CONF_DELIVERY_MAILDIR = 0, CONF_DELIVERY_MDA };
+enum conf_delivery { CONF_DELIVERY_MAILDIR = 0, CONF_DELIVERY_MDA, CONF_DELIVERY_LMTP };
 
 /* TLS towards other servers: none (never), may (STARTTLS when offered, not
  * verified; a failed handshake retries in clear), verify (STARTTLS required and
@@ -112,6 +118,7 @@ struct conf {
     char data_dir[CONF_STR_MAX]; /* absolute when loaded from a file */
     uint64_t max_size;           /* octets */
     uint32_t max_rcpts;
+    uint32_t max_line_length; /* octets of a DATA line, CRLF excluded (998..65536) */
     uint32_t max_errors;
     uint64_t idle_timeout_ms;
     uint64_t command_timeout_ms, data_timeout_ms, session_timeout_ms;
@@ -138,11 +145,16 @@ struct conf {
     enum conf_delivery delivery;
     char mda_command[CONF_STR_MAX]; /* "" unless delivery = mda */
     uint64_t mda_timeout_ms;
+    char lmtp[CONF_STR_MAX];         /* LMTP endpoint (deliver/lmtp.h), "" unless delivery = lmtp */
     char maildir_path[CONF_STR_MAX]; /* template with %user% (and maybe %domain%) */
     char drop_chars[CONF_CHARS_MAX + 1];
     char suffix_separators[CONF_CHARS_MAX + 1];
+    char default_domain[CONF_HOST_MAX + 1]; /* "" = chosen by sendmail (see sendmail.c) */
     /* [relay] */
     bool senders_must_match;
+    /* [admin] */
+    struct conf_listeners admin; /* GET /metrics; n 0 = off */
+    bool admin_allow_remote;     /* a non-loopback admin address is refused without it */
     /* [remote] */
     char smarthost_host[CONF_HOST_MAX + 3]; /* "" = deliver by MX */
     char smarthost_port[8];

@@ -21,6 +21,7 @@
 
 #include "conf/snapshot.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "deliver/remote.h"
 #include "deliver/route.h"
 #include "queue/dsn.h"
@@ -56,6 +57,10 @@ static void attempt_record(struct attempt *a, struct envelope *env, size_t i,
                               : res->cls == RESULT_PERM ? ENV_RCPT_FAILED
                                                         : ENV_RCPT_PENDING;
     envelope_rcpt_result(r, st, now_s, text);
+    metrics_inc(M_DELIVERY_ATTEMPTS, via, metrics_result_class(res->cls));
+    if (st == ENV_RCPT_SENT)
+        metrics_observe(M_DELIVERY_LATENCY,
+                        (double)(now_s > env->created ? now_s - env->created : 0), via, NULL);
     if (st == ENV_RCPT_SENT) {
         a->delivered++;
         pick[i] = !res->dsn_passed; /* the next hop took NOTIFY: its report, not ours */
@@ -107,9 +112,62 @@ static void attempt_smtp(struct attempt *a, struct envelope *env, const char *do
     if (!res)
         fatal("out of memory");
     const struct courier_ops *ops = a->ae->couriers[COURIER_SMTP];
+    uint64_t t0 = metrics_now_us();
     ops->deliver(&j, res);
+    metrics_observe(M_DELIVERY_DURATION, metrics_since(t0), ops->name, NULL);
     for (size_t k = 0; k < n; k++)
         attempt_record(a, env, idx[k], &res[k], ops->name, info, now_s, pick);
+    free(res);
+    free(rcpts);
+    free(idx);
+}
+
+/* Deliver the LMTP recipients of todo[] in one call per endpoint (their target's,
+ * else the configured one): one transaction, one reply per recipient. */
+static void attempt_lmtp(struct attempt *a, struct envelope *env, const struct buf *msg,
+                         const struct remote_conf *rc, bool *todo, bool *pick, int64_t now_s)
+{
+    const struct conf *c = &a->snap->conf;
+    const struct courier_ops *ops = a->ae->couriers[COURIER_LMTP];
+    const struct env_rcpt **rcpts = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*rcpts));
+    size_t *idx = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*idx));
+    struct rcpt_result *res = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*res));
+    if (!rcpts || !idx || !res)
+        fatal("out of memory");
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        enum courier_kind kind;
+        const char *arg, *ep, *other;
+        size_t n = 0;
+        if (!todo[i] || route_parse_target(env->rcpts[i].target, &kind, &arg) < 0)
+            continue;
+        ep = arg[0] ? arg : c->lmtp;
+        for (size_t k = i; k < env->nrcpt; k++) {
+            if (!todo[k] || route_parse_target(env->rcpts[k].target, &kind, &other) < 0 ||
+                strcmp(other[0] ? other : c->lmtp, ep) != 0)
+                continue;
+            todo[k] = false;
+            idx[n] = k;
+            rcpts[n++] = &env->rcpts[k];
+        }
+        char info[400] = "";
+        struct courier_job j = {.env = env,
+                                .rcpts = rcpts,
+                                .n = n,
+                                .arg = ep,
+                                .msg = msg->p,
+                                .len = msg->len,
+                                .hostname = c->hostname,
+                                .remote = rc,
+                                .info = info,
+                                .infosize = sizeof(info)};
+        for (size_t k = 0; k < n; k++)
+            result_clear(&res[k]);
+        uint64_t t0 = metrics_now_us();
+        ops->deliver(&j, res);
+        metrics_observe(M_DELIVERY_DURATION, metrics_since(t0), ops->name, NULL);
+        for (size_t k = 0; k < n; k++)
+            attempt_record(a, env, idx[k], &res[k], ops->name, info, now_s, pick);
+    }
     free(res);
     free(rcpts);
     free(idx);
@@ -133,7 +191,9 @@ static void attempt_local(struct attempt *a, struct envelope *env, size_t i, enu
     struct rcpt_result res;
     result_clear(&res);
     const struct courier_ops *ops = a->ae->couriers[kind];
+    uint64_t t0 = metrics_now_us();
     ops->deliver(&j, &res);
+    metrics_observe(M_DELIVERY_DURATION, metrics_since(t0), ops->name, NULL);
     attempt_record(a, env, i, &res, ops->name, "", now_s, pick);
 }
 
@@ -227,7 +287,8 @@ void attempt_run(struct attempt *a)
     }
     size_t nr = env.nrcpt ? env.nrcpt : 1;
     bool *todo = calloc(nr, sizeof(*todo)), *pick = calloc(nr, sizeof(*pick));
-    if (!todo || !pick)
+    bool *lmtp = calloc(nr, sizeof(*lmtp)), any_lmtp = false;
+    if (!todo || !pick || !lmtp)
         fatal("out of memory");
     for (size_t i = 0; i < env.nrcpt; i++) {
         struct env_rcpt *r = &env.rcpts[i];
@@ -242,6 +303,8 @@ void attempt_run(struct attempt *a)
             attempt_record(a, &env, i, &res, "none", "", now_s, pick);
         } else if (kind == COURIER_SMTP) {
             todo[i] = true;
+        } else if (kind == COURIER_LMTP) {
+            lmtp[i] = any_lmtp = true;
         } else {
             attempt_local(a, &env, i, kind, arg, &msg, now_s, pick);
         }
@@ -254,6 +317,9 @@ void attempt_run(struct attempt *a)
                              .timeout_ms = (unsigned)c->remote_timeout_ms,
                              .self = ae->self,
                              .nself = ae->nself};
+    if (any_lmtp)
+        attempt_lmtp(a, &env, &msg, &rc, lmtp, pick, now_s);
+    free(lmtp);
     for (size_t i = 0; i < env.nrcpt; i++) {
         if (!todo[i])
             continue;

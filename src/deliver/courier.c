@@ -100,9 +100,17 @@ size_t courier_lf_read(struct courier_lf *r, char *dst, size_t size)
     return n;
 }
 
+void courier_thread_exit(void)
+{
+    for (size_t k = 0; k < COURIER_KINDS; k++)
+        if (courier_table[k]->thread_exit)
+            courier_table[k]->thread_exit();
+}
+
 const struct courier_ops *const courier_table[COURIER_KINDS] = {
-    [COURIER_MAILDIR] = &courier_maildir,
-    [COURIER_MDA] = &courier_mda,
-    [COURIER_PIPE] = &courier_pipe,
-    [COURIER_SMTP] = &courier_smtp,
+    [COURIER_MAILDIR] = &courier_maildir, /* deliver/maildir.c */
+    [COURIER_MDA] = &courier_mda,         /* deliver/mda.c */
+    [COURIER_PIPE] = &courier_pipe,       /* deliver/pipe.c */
+    [COURIER_SMTP] = &courier_smtp,       /* deliver/remote.c */
+    [COURIER_LMTP] = &courier_lmtp,       /* deliver/lmtp.c */
 };

@@ -5,7 +5,8 @@
  * A courier takes one struct courier_job and fills one struct rcpt_result
  * (core/result.h) per recipient of the job: maildir, mda and pipe get one
  * recipient per call; smtp (per_domain) gets every pending recipient of one
- * destination domain.  The engine (deliver/attempt.c) picks the courier by
+ * destination domain; lmtp gets every pending recipient of the message for
+ * one LMTP endpoint (arg).  The engine (deliver/attempt.c) picks the courier by
  * the recipient's typed target (enum courier_kind, deliver/route.h), from a
  * table of struct courier_ops that tests replace with fakes.  A courier
  * blocks (fsync, a program, a network dialogue): it runs on a delivery
@@ -25,6 +26,7 @@ enum courier_kind {
     COURIER_MDA,         /* [local] mda_command */
     COURIER_PIPE,        /* "| command" alias */
     COURIER_SMTP,        /* another server: route, smarthost or MX */
+    COURIER_LMTP,        /* [local] delivery = lmtp: a mailbox server (deliver/lmtp.h) */
     COURIER_KINDS
 };
 
@@ -38,21 +40,21 @@ struct courier_job {
     const struct envelope *env;
     const struct env_rcpt *const *rcpts; /* the recipients of this call */
     size_t n;
-    const char *arg; /* maildir: the Maildir path; pipe: the command; else "" */
+    const char *arg; /* maildir: the Maildir path; pipe: the command; lmtp: the endpoint; else "" */
     const char *msg; /* the queued message, CRLF line ends */
     size_t len;
     /* settings from the configuration snapshot the attempt holds */
     const char *hostname;
     const char *mda_command;
     unsigned mda_timeout_ms;
-    const struct remote_conf *remote; /* smtp */
+    const struct remote_conf *remote; /* smtp; lmtp: its timeout */
     const struct remote_dest *dest;   /* smtp: the next hop for this domain */
     char *info;                       /* out (may be NULL): smtp host and TLS, for the log */
     size_t infosize;
 };
 
 struct courier_ops {
-    const char *name; /* "maildir", "mda", "pipe", "smtp": logs and metrics */
+    const char *name; /* "maildir", "mda", "pipe", "smtp", "lmtp": logs and metrics */
     bool per_domain;  /* one call for all pending recipients of one domain */
     /* Deliver; res has job->n entries, each set. */
     void (*deliver)(const struct courier_job *job, struct rcpt_result *res);
@@ -60,8 +62,13 @@ struct courier_ops {
 };
 
 /* The real couriers, indexed by enum courier_kind. */
-extern const struct courier_ops courier_maildir, courier_mda, courier_pipe, courier_smtp;
+extern const struct courier_ops courier_maildir, courier_mda, courier_pipe, courier_smtp,
+    courier_lmtp;
 extern const struct courier_ops *const courier_table[COURIER_KINDS];
+
+/* The thread_exit of every courier of courier_table (smtp and lmtp keep
+ * connections per thread): for a delivery thread that stops. */
+void courier_thread_exit(void);
 
 /*
  * The envelope values a delivery may hand to a program (substitutions in a

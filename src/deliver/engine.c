@@ -340,6 +340,11 @@ size_t engine_busy(const struct engine *e)
     return e->busy;
 }
 
+const struct schedule *engine_schedule(const struct engine *e)
+{
+    return e->sched;
+}
+
 void engine_free(struct engine *e)
 {
     if (!e)

@@ -86,6 +86,9 @@ void engine_stats(const struct engine *e, struct engine_stats *st);
 /* Attempts and pickups in flight. */
 size_t engine_busy(const struct engine *e);
 
+/* The schedule, read-only, for the metrics (on the engine's thread only). */
+const struct schedule *engine_schedule(const struct engine *e);
+
 void engine_free(struct engine *e);
 
 #endif

@@ -295,6 +295,8 @@ int route_target(const struct conf *c, const struct route_target *t, char *out, 
     case ROUTE_LOCAL:
         if (c->delivery == CONF_DELIVERY_MDA)
             return snprintf(out, size, "mda") < (int)size ? 0 : -1;
+        if (c->delivery == CONF_DELIVERY_LMTP) /* the endpoint configured when it is delivered */
+            return snprintf(out, size, "lmtp") < (int)size ? 0 : -1;
         if (conf_maildir_path(c, t->user, t->domain, path, sizeof(path)) < 0)
             return -1;
         return snprintf(out, size, "maildir:%s", path) < (int)size ? 0 : -1;
@@ -319,6 +321,11 @@ int route_parse_target(const char *target, enum courier_kind *kind, const char *
         *kind = COURIER_MDA;
     } else if (strcmp(target, "smtp") == 0) {
         *kind = COURIER_SMTP;
+    } else if (strcmp(target, "lmtp") == 0) {
+        *kind = COURIER_LMTP;
+    } else if (strncmp(target, "lmtp:", 5) == 0 && target[5]) {
+        *kind = COURIER_LMTP;
+        *arg = target + 5;
     } else {
         return -1;
     }

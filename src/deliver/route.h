@@ -14,7 +14,8 @@
  * Targets (route_target, route_expand): a local user becomes a Maildir path
  * or the MDA, a pipe alias its command, another domain the smtp courier.
  * The envelope stores a target as text ("maildir:PATH", "mda",
- * "pipe:COMMAND", "smtp"); route_parse_target() reads it back typed.  The
+ * "pipe:COMMAND", "smtp", "lmtp" - the configured endpoint - or
+ * "lmtp:ENDPOINT"); route_parse_target() reads it back typed.  The
  * receiving session, bounces and `tern sendmail`'s pickup all expand
  * recipients through route_expand() with the configuration snapshot they
  * hold.  Pure lookups: nothing here reads the disk.
@@ -106,7 +107,7 @@ struct envelope;
 int route_target(const struct conf *c, const struct route_target *t, char *out, size_t size);
 
 /* The courier of a stored target text, and its argument (the Maildir path,
- * the pipe command, or ""); -1 for a text that names no courier. */
+ * the pipe command, the LMTP endpoint, or ""); -1 for a text that names no courier. */
 int route_parse_target(const char *target, enum courier_kind *kind, const char **arg);
 
 /*

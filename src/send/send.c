@@ -32,12 +32,14 @@
 #include "core/backoff.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/num.h"
 #include "send/csv.h"
 #include "send/ledger.h"
 #include "send/remind.h"
 #include "send/template.h"
 #include "smtp/client.h"
+#include "smtp/httpmetrics.h"
 
 #define SEND_PARALLEL_MAX 64
 
@@ -53,6 +55,8 @@ struct job {
 struct send_opts {
     const char *list, *template_path, *from, *server, *ledger_path, *campaign, *report;
     const char *dry_run, *email_col, *expires_col, *remind, *now_str;
+    const char *metrics;     /* --metrics ADDR:PORT, NULL = none */
+    uint64_t metrics_linger; /* ms the metrics stay up after the run */
     const char *auth_user, *auth_pass_file, *tls_ca;
     enum smtp_tls_policy tls;
     int tls_verify;
@@ -139,6 +143,8 @@ static const char send_usage[] =
     "  --now TIME                the current time (ISO 8601; or env TERN_NOW), for tests\n"
     "Other:\n"
     "  --quiet                   no progress, only the summary\n"
+    "  --metrics ADDR:PORT       Prometheus metrics at http://ADDR:PORT/metrics during the run\n"
+    "  --metrics-linger D        keep them up D after the run, for a last scrape (default 0)\n"
     "Durations: 50ms, 2s, 5m, 1h.  Exit status: 0 all sent, 1 a permanent failure or a bad\n"
     "row, 75 transient failures remain (run again later), 2 usage or input error.\n";
 
@@ -420,6 +426,7 @@ static void *worker(void *arg)
                 clock_mono_us() / 1000 +
                 backoff_delay_ms(j->attempts, sd->o.reconnect_base, sd->o.reconnect_max, 0.5);
             sd->retry[sd->nretry++] = (size_t)idx;
+            metrics_inc(M_SEND_RETRIES, NULL, NULL);
             sd->inflight--;
             pthread_mutex_unlock(&sd->mu);
             continue;
@@ -433,6 +440,7 @@ static void *worker(void *arg)
         pthread_mutex_lock(&sd->ledger_mu);
         if (ledger_put(sd->ledger, sd->o.campaign, j->key, j->window, st, detail) < 0)
             fatal("ledger %s: cannot record the outcome for %s", sd->o.ledger_path, j->rcpt);
+        metrics_inc(M_SEND_MESSAGES, st == LEDGER_SENT ? "sent" : "failed", NULL);
         if (st == LEDGER_SENT)
             sd->sent++;
         else if (st == LEDGER_PERMANENT)
@@ -534,6 +542,8 @@ enum {
     O_EXPIRES_COL,
     O_NOW,
     O_QUIET,
+    O_METRICS,
+    O_METRICS_LINGER,
     O_HELP,
 };
 
@@ -568,6 +578,8 @@ static const struct option send_options[] = {
     {"expires-column", required_argument, NULL, O_EXPIRES_COL},
     {"now", required_argument, NULL, O_NOW},
     {"quiet", no_argument, NULL, O_QUIET},
+    {"metrics", required_argument, NULL, O_METRICS},
+    {"metrics-linger", required_argument, NULL, O_METRICS_LINGER},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -730,6 +742,14 @@ int send_main(int argc, char **argv)
         case O_QUIET:
             o->quiet = true;
             break;
+        case O_METRICS:
+            o->metrics = optarg;
+            break;
+        case O_METRICS_LINGER:
+            if (num_parse_duration_ms(optarg, &o->metrics_linger) < 0 ||
+                o->metrics_linger > 3600000)
+                return usage_error(name, optarg, "expected a duration up to 1h, e.g. 30s");
+            break;
         case O_HELP:
         case 'h':
             fputs(send_usage, stdout);
@@ -812,6 +832,18 @@ int send_main(int argc, char **argv)
     sd.retry = calloc(sd.njobs ? sd.njobs : 1, sizeof(size_t));
     if (!sd.retry)
         fatal("out of memory");
+    struct httpmetrics *hm = NULL;
+    if (o->metrics) {
+        char bound[80];
+        metrics_touch(M_SEND_MESSAGES, "sent", NULL);
+        metrics_touch(M_SEND_MESSAGES, "failed", NULL);
+        if (!(hm = httpmetrics_start(NULL, o->metrics, METRICS_SEND, bound, sizeof(bound), why,
+                                     sizeof(why)))) {
+            fprintf(stderr, "tern send: --metrics: %s\n", why);
+            return 2;
+        }
+        log_info("metrics listening on %s", bound);
+    }
     pthread_mutex_init(&sd.mu, NULL);
     pthread_mutex_init(&sd.ledger_mu, NULL);
     sd.tty = isatty(STDERR_FILENO);
@@ -841,6 +873,13 @@ int send_main(int argc, char **argv)
         printf("permanent failures listed in %s\n", o->report);
     if (fflush(stdout) != 0)
         return 2;
+    if (hm && o->metrics_linger) {
+        struct timespec ts = {(time_t)(o->metrics_linger / 1000),
+                              (long)(o->metrics_linger % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+    httpmetrics_free(hm);
     ledger_close(sd.ledger);
     int rc = sd.perm || bad ? 1 : sd.trans ? 75 : 0;
     if (sd.auth_pass) {

@@ -12,18 +12,20 @@
  * Started as root, it then becomes [server] user for good (privsep.h: it
  * refuses to start as root without one); the queue and the pickup spool
  * are opened as that user, the engine recovers the queue and takes in the
- * pickup folder.
+ * pickup folder.  Under systemd it then says READY=1 (notify.h).
  *
  * The engine is driven by events: a libevent timer armed at its next
  * wake-up, the delivery pool as its executor, an inotify watch on the
  * pickup folder (`tern sendmail` drops items there) and SIGUSR1.
  *
  * Signals: SIGHUP loads a new snapshot and swaps it in whole (a bad new
- * configuration is logged and the old one kept; listeners, paths and TLS
- * need a restart); SIGUSR1 makes every queued item due and takes in the
- * pickup folder; SIGTERM and SIGINT stop accepting, answer 421 to every
- * session, let commits in flight finish (their clients get their 250)
- * and deliveries end, then exit.  Whatever is still queued stays on disk.
+ * configuration is logged and the old one kept; listeners and paths need a
+ * restart) and reads the TLS certificate and key again for new connections
+ * (a bad one is logged and the old one kept); SIGUSR1 makes every queued
+ * item due and takes in the pickup folder; SIGTERM and SIGINT stop
+ * accepting, answer 421 to every session, let commits in flight finish
+ * (their clients get their 250) and deliveries end, then exit.  Whatever
+ * is still queued stays on disk.
  */
 #include "server/serve.h"
 
@@ -45,6 +47,8 @@
 #include "core/netaddr.h"
 #include "deliver/engine.h"
 #include "queue/store.h"
+#include "server/notify.h"
+#include "server/admin.h"
 #include "server/privsep.h"
 #include "server/workers.h"
 #include "smtp/listen.h"
@@ -62,6 +66,8 @@ struct serve_run {
     uint64_t stop_deadline;
     int inotify_fd;
     struct event *pickup_ev;
+    struct event *notify_timer; /* STATUS= for systemd (only under NOTIFY_SOCKET) */
+    unsigned notify_ticks;
 };
 
 static void serve_print_errors(const struct conf_errors *e)
@@ -169,6 +175,51 @@ static void serve_reload(struct serve *sv)
              snap->policy.n);
 }
 
+/* New TLS handshakes take the certificate and key named by the snapshot in
+ * force, read again (a renewal by certbot needs no restart); sessions in TLS
+ * keep theirs (their SSL holds a reference to the old context).  Read as the
+ * server's user: the key must be readable by it (docs/CONFIG.md). */
+static void serve_reload_tls(struct serve *sv)
+{
+    const struct conf *cf = &sv->snap->conf;
+    char why[512];
+    if (!cf->tls_cert[0] || !cf->tls_key[0])
+        return; /* the generated certificate stays */
+    if (access(cf->tls_key, R_OK) < 0) {
+        log_error("reload: TLS: %s: %s: the server's user must be able to read the key "
+                  "(docs/CONFIG.md); the old certificate stays in force",
+                  cf->tls_key, strerror(errno));
+        return;
+    }
+    SSL_CTX *tls = tls_server_ctx(cf->tls_cert, cf->tls_key, cf->hostname, why, sizeof(why));
+    if (!tls) {
+        log_error("reload: TLS: %s; the old certificate stays in force", why);
+        return;
+    }
+    smtp_server_set_tls(sv->smtp, tls);
+    smtp_server_set_tls(sv->submission, tls);
+    SSL_CTX_free(sv->tls);
+    sv->tls = tls;
+    log_info("reload: TLS certificate %s loaded for new connections", cf->tls_cert);
+}
+
+static size_t serve_nsessions(const struct serve *sv)
+{
+    return (size_t)smtp_server_sessions(sv->smtp) + smtp_server_sessions(sv->submission);
+}
+
+/* systemd: STATUS= when it changed (looked at every second), at least every 10 s */
+static void serve_notify_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct serve_run *r = arg;
+    if (r->sv->stopping)
+        return;
+    notify_status(qstore_count(r->sv->store), (unsigned)serve_nsessions(r->sv),
+                  ++r->notify_ticks % 10 == 0);
+}
+
 static void serve_stop_check(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -187,7 +238,10 @@ static void serve_signal(evutil_socket_t sig, short what, void *arg)
     struct serve_run *r = arg;
     struct serve *sv = r->sv;
     if (sig == SIGHUP) {
+        notify_reloading();
         serve_reload(sv);
+        serve_reload_tls(sv);
+        notify_ready(qstore_count(sv->store), (unsigned)serve_nsessions(sv));
         return;
     }
     if (sig == SIGUSR1) {
@@ -198,6 +252,7 @@ static void serve_signal(evutil_socket_t sig, short what, void *arg)
     if (sv->stopping)
         return;
     log_info("signal %d: stopping", (int)sig);
+    notify_stopping();
     sv->stopping = true;
     engine_stop(sv->engine);
     for (size_t i = 0; i < r->nlisteners; i++)
@@ -249,8 +304,10 @@ static const char serve_usage[] =
     "Started as root it needs [server] user: it binds and reads its TLS key as root,\n"
     "then runs (and delivers) as that user only.\n"
     "\n"
-    "Signals: HUP reloads the configuration, users and aliases; USR1 retries the\n"
-    "queue now; TERM/INT stop (421 to open sessions; the queue is kept).\n"
+    "Signals: HUP reloads the configuration, users, aliases and the TLS certificate;\n"
+    "USR1 retries the queue now; TERM/INT stop (421 to open sessions; the queue is\n"
+    "kept).  Under systemd (NOTIFY_SOCKET) it reports READY, RELOADING, STOPPING\n"
+    "and STATUS (queue size, sessions).\n"
     "See docs/CONFIG.md.\n";
 
 #define SERVE_QUEUE_SPARES 256
@@ -320,9 +377,7 @@ int serve_main(int argc, char **argv)
     sv.commit_pool = workers_new(sv.base, 8);
     receive_init(&sv);
     sv.deliver_pool = workers_new(sv.base, cf->concurrency);
-    for (size_t k = 0; k < COURIER_KINDS; k++)
-        if (courier_table[k]->thread_exit)
-            workers_on_thread_exit(sv.deliver_pool, courier_table[k]->thread_exit);
+    workers_on_thread_exit(sv.deliver_pool, courier_thread_exit); /* every courier's */
     sv.timer = event_new(sv.base, -1, 0, serve_timer, &sv);
     if (!sv.timer)
         fatal("cannot create the delivery timer");
@@ -345,20 +400,25 @@ int serve_main(int argc, char **argv)
         .data_timeout = (unsigned)(cf->data_timeout_ms / 1000),
         .total_timeout = (unsigned)(cf->session_timeout_ms / 1000),
         .limits = limits,
-        .max_line = 1000,
+        .max_line = (size_t)cf->max_line_length + 2, /* CRLF included */
         .tls = sv.tls,
         .auth = true,
         .ext = EXT_8BITMIME | EXT_SMTPUTF8 | EXT_DSN,
         .hooks = &receive_hooks,
         .ctx = &sv,
+        .name = "smtp",
     };
     sv.smtp = smtp_server_new(sv.base, &sc);
     sc.auth_required = true;
+    sc.name = "submission";
+    sc.name_tls = "submissions";
     sv.submission = smtp_server_new(sv.base, &sc);
     run.sv = &sv;
     if (serve_listen(&run, &cf->smtp, sv.smtp, false, "smtp") < 0 ||
         serve_listen(&run, &cf->submission, sv.submission, false, "submission") < 0 ||
         serve_listen(&run, &cf->submissions, sv.submission, true, "submissions") < 0)
+        return 1;
+    if (serve_admin_start(&sv) < 0)
         return 1;
     /* bound, key read, data_dir prepared: nothing below runs as root */
     char pidfile[CONF_STR_MAX + 16];
@@ -406,6 +466,12 @@ int serve_main(int argc, char **argv)
     }
     log_info("ready: hostname=%s data_dir=%s domains=%zu queued=%zu", cf->hostname, cf->data_dir,
              sv.snap->policy.n, qstore_count(sv.store));
+    notify_ready(qstore_count(sv.store), (unsigned)serve_nsessions(&sv));
+    struct timeval notify_every = {1, 0};
+    if (notify_enabled() &&
+        (!(run.notify_timer = event_new(sv.base, -1, EV_PERSIST, serve_notify_tick, &run)) ||
+         event_add(run.notify_timer, &notify_every) < 0))
+        fatal("cannot create the systemd status timer");
     if (event_base_dispatch(sv.base) < 0)
         fatal("event loop failed");
 
@@ -432,6 +498,8 @@ int serve_main(int argc, char **argv)
         close(run.inotify_fd);
     if (run.stop_timer)
         event_free(run.stop_timer);
+    if (run.notify_timer)
+        event_free(run.notify_timer);
     for (int i = 0; i < 4; i++)
         event_free(sigev[i]);
     qstore_close(sv.store);
@@ -440,6 +508,7 @@ int serve_main(int argc, char **argv)
     log_info("stopped: %llu messages accepted", (unsigned long long)sv.accepted);
     snapshot_put(sv.snap);
     snapshot_put(sv.boot);
+    serve_admin_free();
     event_base_free(sv.base);
     return 0;
 }

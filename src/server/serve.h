@@ -15,6 +15,8 @@
  *              the queue commit before the 250
  *   serve.c    options, start-up, the engine's timer and executor, the
  *              pickup watch, signals (HUP reload, USR1 retry, TERM stop)
+ *   notify.c   sd_notify to systemd: READY, RELOADING, STOPPING, STATUS
+ *   admin.c    [admin] listen: GET /metrics (Prometheus), the queue's gauges
  */
 #ifndef TERN_SERVER_SERVE_H
 #define TERN_SERVER_SERVE_H
@@ -41,8 +43,8 @@ struct serve {
     char conf_path[1024];
     struct snapshot *snap; /* in force; sessions and attempts hold their own reference */
     struct snapshot *boot; /* the first one: what only a restart changes (listeners, paths,
-                              host name, TLS) is read from it for the whole run */
-    SSL_CTX *tls;
+                              host name) is read from it for the whole run */
+    SSL_CTX *tls;          /* for new handshakes; replaced on SIGHUP (sessions hold the old one) */
     struct qstore *store, *pickup;
     struct workers *commit_pool, *deliver_pool;
     struct receive_auth *auth; /* password checks and failure counts (receive.c) */

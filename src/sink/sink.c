@@ -26,7 +26,9 @@
 #include "core/clock.h"
 #include "core/header.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/num.h"
+#include "smtp/httpmetrics.h"
 #include "smtp/listen.h"
 #include "smtp/session.h"
 #include "smtp/tls.h"
@@ -78,6 +80,7 @@ static const char sink_usage[] =
     "  --seed N                seed for fault decisions (default: from the clock, logged)\n"
     "Other:\n"
     "  --quiet                 no log line per message (faults are still logged)\n"
+    "  --metrics ADDR:PORT     Prometheus metrics at http://ADDR:PORT/metrics\n"
     "  --help                  this text\n"
     "\n"
     "HTTP API: GET /api/messages[?to=&from=&subject=&limit=&offset=], GET\n"
@@ -151,6 +154,7 @@ static bool sink_check_user(const struct sink *sk, const char *user, const char 
 static void sink_log_fault(const struct smtp_session *s, const char *what, enum fault_point p,
                            int code)
 {
+    metrics_inc(M_SINK_FAULTS, what, NULL);
     log_info("fault session=%llu point=%s kind=%s%s%.0d", (unsigned long long)smtp_session_id(s),
              fault_point_name(p), what, code ? " code=" : "", code);
 }
@@ -290,6 +294,7 @@ static void sink_on_message(void *ctx, struct smtp_session *s, struct smtp_txn *
     m->auth_user = sink_strdup(au ? au : "");
     m->tls = smtp_session_tls(s);
     store_add(&sk->store, m);
+    metrics_inc(M_SINK_MESSAGES, NULL, NULL);
     smtp_verdict_set(v, 250, "2.0.0", "Ok: queued as %llu", (unsigned long long)m->id);
     if (!sk->quiet)
         log_info("message id=%llu session=%llu from=<%s> rcpts=%zu first=<%s> size=%zu",
@@ -379,6 +384,7 @@ enum {
     OPT_DELAY,
     OPT_SEED,
     OPT_QUIET,
+    OPT_METRICS,
     OPT_HELP,
 };
 
@@ -405,6 +411,7 @@ static const struct option sink_options[] = {
     {"delay", required_argument, NULL, OPT_DELAY},
     {"seed", required_argument, NULL, OPT_SEED},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -421,6 +428,7 @@ int sink_main(int argc, char **argv)
     const char *smtp_addrs[SINK_LISTEN_MAX], *smtps_addrs[SINK_LISTEN_MAX];
     size_t nsmtp = 0, nsmtps = 0;
     const char *http_addr = "127.0.0.1:8025", *cert = NULL, *key = NULL, *auth_file = NULL;
+    const char *metrics_addr = NULL;
     bool tls = false, auth_insecure = false, seeded = false;
     uint64_t max_messages = 10000, max_memory = 512ULL << 20, max_size = 25ULL << 20;
     uint64_t max_rcpts = 1000, max_errors = 20, timeout = 300, v;
@@ -531,6 +539,9 @@ int sink_main(int argc, char **argv)
         case OPT_QUIET:
             sk.quiet = true;
             break;
+        case OPT_METRICS:
+            metrics_addr = optarg;
+            break;
         case OPT_HELP:
         case 'h':
             fputs(sink_usage, stdout);
@@ -593,6 +604,8 @@ int sink_main(int argc, char **argv)
         .ext = EXT_8BITMIME | EXT_SMTPUTF8 | EXT_DSN,
         .hooks = &sink_hooks,
         .ctx = &sk,
+        .name = "smtp",
+        .name_tls = "smtps",
     };
     sk.smtp = smtp_server_new(sk.base, &conf);
 
@@ -608,6 +621,17 @@ int sink_main(int argc, char **argv)
         }
         listeners[nl++] = l;
         log_info("%s listening on %s", implicit ? "smtps" : "smtp", smtp_listener_addr(l));
+    }
+    struct httpmetrics *hm = NULL;
+    if (metrics_addr) {
+        char bound[80];
+        hm = httpmetrics_start(sk.base, metrics_addr, METRICS_SINK, bound, sizeof(bound), why,
+                               sizeof(why));
+        if (!hm) {
+            fprintf(stderr, "tern sink: cannot serve metrics: %s\n", why);
+            return 1;
+        }
+        log_info("metrics listening on %s", bound);
     }
     if (strcmp(http_addr, "none") != 0) {
         char bound[80];
@@ -639,6 +663,7 @@ int sink_main(int argc, char **argv)
         smtp_listener_free(listeners[i]);
     if (sk.api.http)
         evhttp_free(sk.api.http);
+    httpmetrics_free(hm);
     smtp_server_free(sk.smtp);
     smtp_limits_free(limits);
     store_clear(&sk.store);

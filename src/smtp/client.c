@@ -5,7 +5,8 @@
  * every wait a poll() against a deadline), a reply reader (line reader +
  * reply parser from core), the session set-up (greeting, EHLO/HELO,
  * STARTTLS, AUTH) and one transaction per message (MAIL, RCPT..., DATA,
- * body, end-of-data; pipelined when the server offers PIPELINING).
+ * body, end-of-data; pipelined when the server offers PIPELINING).  Lines over 998
+ * octets are broken on the way out (core/linebreak.h), except over LMTP.
  *
  * Every failure is classified once: a connection-level failure (EOF,
  * reset, timeout, malformed reply, 421) is recorded in c->err, closes the
@@ -32,6 +33,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,7 +44,9 @@
 #include "core/clock.h"
 #include "core/data.h"
 #include "core/line.h"
+#include "core/linebreak.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/reply.h"
 
 #define CLIENT_LINE_MAX 1024 /* replies: RFC 5321 says 512; tolerate a little more */
@@ -233,6 +237,7 @@ static int conn_ssl_wait(struct smtp_client *c, int r, uint64_t deadline, const 
 static int conn_write(struct smtp_client *c, const char *p, size_t n, unsigned timeout_ms)
 {
     uint64_t deadline = clock_mono_ms() + timeout_ms;
+    metrics_add(M_CLIENT_SENT_BYTES, n, NULL, NULL);
     while (n > 0) {
         if (c->ssl) {
             int w = SSL_write(c->ssl, p, n > 1 << 30 ? 1 << 30 : (int)n);
@@ -332,6 +337,33 @@ static int conn_reply(struct smtp_client *c, struct reply *out, unsigned timeout
         if (conn_fill(c, deadline) < 0)
             return -1;
     }
+}
+
+/* Connect to the unix socket conf.unix_path (LMTP to a local server). */
+static int conn_unix(struct smtp_client *c)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(c->conf.unix_path);
+    if (n == 0 || n >= sizeof(sa.sun_path)) {
+        client_errf(c, "4.3.5", "unix socket path of %zu octets: not usable", n);
+        return -1;
+    }
+    memcpy(sa.sun_path, c->conf.unix_path, n + 1);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        client_errf(c, "4.3.0", "socket: %s", strerror(errno));
+        return -1;
+    }
+    /* a unix connect completes at once or fails (EAGAIN: the backlog is full) */
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        /* no path: a text that may reach a sender names none (core/result.h) */
+        client_errf(c, "4.4.1", "connect to the unix socket: %s", strerror(errno));
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
+    c->stats.connects++;
+    return 0;
 }
 
 static int conn_tcp(struct smtp_client *c)
@@ -477,18 +509,20 @@ static void client_parse_ehlo(struct smtp_client *c, const struct reply *r)
     }
 }
 
-/* EHLO, or HELO when EHLO is refused. */
+/* EHLO, or HELO when EHLO is refused; LMTP: LHLO. */
 static enum client_rc client_hello(struct smtp_client *c)
 {
     char cmd[300];
     struct reply r;
-    snprintf(cmd, sizeof(cmd), "EHLO %s\r\n", c->conf.helo_name);
+    snprintf(cmd, sizeof(cmd), "%s %s\r\n", c->conf.lmtp ? "LHLO" : "EHLO", c->conf.helo_name);
     if (client_cmd(c, cmd, &r, c->conf.command_ms) < 0 || r.code == 421)
         return RC_RETRY;
     if (r.code == 250) {
         client_parse_ehlo(c, &r);
         return RC_OK;
     }
+    if (c->conf.lmtp) /* RFC 2033 4.1: no HELO / EHLO in LMTP */
+        return client_fail_reply(c, &r, "in reply to LHLO");
     snprintf(cmd, sizeof(cmd), "HELO %s\r\n", c->conf.helo_name);
     if (client_cmd(c, cmd, &r, c->conf.command_ms) < 0 || r.code == 421)
         return RC_RETRY;
@@ -555,8 +589,10 @@ static enum client_rc client_connect(struct smtp_client *c)
 
     snprintf(c->tls_info, sizeof(c->tls_info), "none");
     line_reader_init(&c->lr, CLIENT_LINE_MAX);
-    if (conn_tcp(c) < 0)
+    if ((c->conf.unix_path ? conn_unix(c) : conn_tcp(c)) < 0) {
+        metrics_inc(M_CLIENT_CONNECT_FAILS, NULL, NULL);
         return RC_RETRY;
+    }
     c->connected = true;
     if (c->conf.tls == SMTP_TLS_IMPLICIT && conn_tls(c, verify) < 0)
         return RC_RETRY;
@@ -601,6 +637,7 @@ static enum client_rc client_connect(struct smtp_client *c)
     }
     if (c->conf.auth_user && (rc = client_auth(c)) != RC_OK)
         return rc;
+    metrics_inc(M_CLIENT_CONNECTIONS, c->ssl ? "yes" : "no", NULL);
     return RC_OK;
 }
 
@@ -706,6 +743,51 @@ static bool client_rcpt_cmd(struct smtp_client *c, const struct client_msg *m, s
     return dsn;
 }
 
+/*
+ * LMTP after the end of data (RFC 2033 4.2): one reply for each recipient
+ * whose RCPT was accepted, in RCPT order, each that recipient's alone (a 5xx
+ * fails it, a 4xx defers it, neither touches the others).  A connection lost
+ * (or a 421) before the first reply resends, as SMTP does; after it, the
+ * recipients already answered keep their answer and the rest get the error
+ * (transient, for a later attempt), and the connection is closed: resending
+ * now could deliver twice to those answered.
+ */
+static enum client_rc client_lmtp_replies(struct smtp_client *c, const struct client_msg *m,
+                                          bool dsn)
+{
+    size_t got = 0, ok = 0;
+    for (size_t k = 0; k < m->nrcpt; k++) {
+        struct rcpt_result *x = &m->res[m->rcpts[k].i];
+        struct reply r;
+        if (x->cls != RESULT_OK)
+            continue; /* refused at RCPT: no reply for it */
+        if (conn_reply(c, &r, c->conf.data_end_ms) < 0 || r.code == 421) {
+            if (got == 0)
+                return RC_RETRY;
+            log_info("connection to %s lost after %zu of the LMTP replies (%s); the rest is "
+                     "deferred",
+                     c->conf.host, got, c->err.text);
+            for (; k < m->nrcpt; k++)
+                if (m->res[m->rcpts[k].i].cls == RESULT_OK)
+                    m->res[m->rcpts[k].i] = c->err;
+            conn_close(c);
+            return RC_OK;
+        }
+        got++;
+        if (r.code >= 300) {
+            client_refusal(x, &r, NULL);
+            continue;
+        }
+        client_reply_result(x, &r, NULL);
+        x->dsn_passed = dsn;
+        ok++;
+    }
+    c->dirty = false;
+    if (ok)
+        c->stats.successes++;
+    return RC_OK;
+}
+
 static enum client_rc client_txn(struct smtp_client *c, const struct client_msg *m)
 {
     struct reply r, mail;
@@ -769,9 +851,9 @@ static enum client_rc client_txn(struct smtp_client *c, const struct client_msg 
             return RC_RETRY;
         if (r.code == 354 && accepted == 0) {
             /* cannot happen with a correct server; end the empty message to stay in step */
-            struct reply end;
+            struct reply end; /* LMTP: one reply per accepted recipient, so none */
             if (conn_write(c, ".\r\n", 3, c->conf.data_block_ms) < 0 ||
-                conn_reply(c, &end, c->conf.data_end_ms) < 0)
+                (!c->conf.lmtp && conn_reply(c, &end, c->conf.data_end_ms) < 0))
                 return RC_RETRY;
         }
         if (mail.code >= 300)
@@ -788,6 +870,11 @@ static enum client_rc client_txn(struct smtp_client *c, const struct client_msg 
     c->wbuf.len = 0;
     data_stuff(m->body, m->len, buf_emit, &c->wbuf);
     buf_append(&c->wbuf, ".\r\n", 3);
+    if (c->conf.lmtp) {
+        if (conn_write(c, c->wbuf.p, c->wbuf.len, c->conf.data_block_ms) < 0)
+            return RC_RETRY;
+        return client_lmtp_replies(c, m, dsn);
+    }
     if (conn_write(c, c->wbuf.p, c->wbuf.len, c->conf.data_block_ms) < 0 ||
         conn_reply(c, &r, c->conf.data_end_ms) < 0 || r.code == 421)
         return RC_RETRY;
@@ -953,6 +1040,8 @@ struct smtp_client *smtp_client_new(const struct smtp_client_conf *conf)
     c->fd = -1;
     if (!c->conf.helo_name)
         c->conf.helo_name = "localhost";
+    if (!c->conf.host)
+        c->conf.host = c->conf.unix_path ? c->conf.unix_path : "localhost";
     if (!c->conf.port)
         c->conf.port = "25";
     if (c->conf.tls_verify < 0)
@@ -992,7 +1081,15 @@ size_t smtp_client_send(struct smtp_client *c, const struct smtp_envelope *e, co
     uint64_t start = clock_mono_ms();
     unsigned failures = 0;
     size_t sent = 0;
+    struct buf broken = {0}; /* msg with its lines over 998 octets broken (core/linebreak.h) */
 
+    /* a server may have taken longer lines ([server] max_line_length); the next hop never
+     * sees them.  LMTP is final delivery into a mailbox: the message goes as it is. */
+    if (!c->conf.lmtp && linebreak_longest(msg, len) > LINEBREAK_LIMIT) {
+        linebreak(msg, len, LINEBREAK_LIMIT, LINEBREAK_WIDTH, buf_emit, &broken);
+        m.body = broken.p;
+        m.len = broken.len;
+    }
     m.rcpts = calloc(e->nrcpt ? e->nrcpt : 1, sizeof(*m.rcpts));
     if (!m.rcpts)
         fatal("out of memory");
@@ -1030,8 +1127,10 @@ size_t smtp_client_send(struct smtp_client *c, const struct smtp_envelope *e, co
         if (rc == RC_OK)
             break;
         if (rc == RC_RETRY) {
-            log_info("connection to %s:%s lost (%s); %s", c->conf.host, c->conf.port, c->err.text,
-                     "will reconnect and resend");
+            log_info("connection to %s%s%s lost (%s); %s",
+                     c->conf.unix_path ? c->conf.unix_path : c->conf.host,
+                     c->conf.unix_path ? "" : ":", c->conf.unix_path ? "" : c->conf.port,
+                     c->err.text, "will reconnect and resend");
             conn_close(c);
             failures++;
             continue;
@@ -1050,6 +1149,7 @@ size_t smtp_client_send(struct smtp_client *c, const struct smtp_envelope *e, co
             c->stats.permanent++;
     }
     free(m.rcpts);
+    buf_free(&broken);
     return sent;
 }
 

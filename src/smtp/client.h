@@ -53,6 +53,13 @@ struct smtp_client_conf {
     uint64_t reconnect_max_ms;  /* default 60000 */
     uint64_t give_up_ms;        /* default 600000 */
     unsigned max_connects;      /* connection attempts per message; 0 = until give_up */
+    /* LMTP (RFC 2033): LHLO instead of EHLO (no HELO fall-back), and after the
+     * end of data one reply per accepted recipient, in RCPT order, each that
+     * recipient's alone.  A connection lost after the first of those replies is
+     * not resent (the recipients answered keep their answer, the others get the
+     * transient error): resending could deliver twice. */
+    bool lmtp;
+    const char *unix_path; /* connect to this unix socket instead of host:port (host: for logs) */
 };
 
 /* One recipient of a message. */

@@ -40,6 +40,7 @@
 #include "core/data.h"
 #include "core/line.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/netaddr.h"
 #include "core/reply.h"
 
@@ -118,6 +119,8 @@ struct smtp_session {
     struct line_reader lr;
     struct data_reader dr;
     void *data; /* the program's own (smtp_session_set_data) */
+    /* listener label of its metrics */
+    const char *mlabel;
 };
 
 /* The longest command line accepted: RFC 3461 adds room for ORCPT and ENVID. */
@@ -365,6 +368,7 @@ static void session_apply(struct smtp_session *s, enum smtp_step step, const str
         }
         break;
     case STEP_AUTH:
+        metrics_inc(M_SMTP_AUTH, s->mlabel, v->code == 235 ? "success" : "failure");
         if (v->code == 235) {
             s->authed = true;
             memcpy(s->auth_user, s->login_user, sizeof(s->auth_user));
@@ -420,6 +424,7 @@ static void session_apply(struct smtp_session *s, enum smtp_step step, const str
         }
         break;
     case STEP_EOD:
+        metrics_inc(M_SMTP_MESSAGES, s->mlabel, metrics_reply_class(v->code));
         session_txn_reset(s);
         break;
     case STEP_NONE:
@@ -701,6 +706,7 @@ static void auth_plain(struct smtp_session *s, const char *b64, size_t len)
         s->state = ST_CMD;
         line_reader_init(&s->lr, session_cmd_max(s));
         explicit_bzero(buf, sizeof(buf));
+        metrics_inc(M_SMTP_AUTH, s->mlabel, "failure");
         session_error(s, 535, "5.7.8", "Authentication credentials invalid");
         return;
     }
@@ -843,6 +849,7 @@ static void session_eod(struct smtp_session *s)
 
     s->state = ST_CMD;
     t->data_flags = f;
+    metrics_add(M_SMTP_RECEIVED_BYTES, s->dr.size, s->mlabel, NULL);
     if (f & DATA_TOO_BIG) {
         verdict_init(&v, 552, "5.3.4", "Error: message exceeds fixed maximum message size");
     } else if (s->over_budget) {
@@ -853,7 +860,10 @@ static void session_eod(struct smtp_session *s)
     } else if (f & DATA_NUL) {
         verdict_init(&v, 550, "5.6.0", "Error: NUL octet in message");
     } else if (f & DATA_LINE_TOO_LONG) {
-        verdict_init(&v, 550, "5.6.0", "Error: message has a line longer than 1000 octets");
+        /* conf.max_line counts the CRLF; the reply names the octets before it */
+        size_t max = s->srv->conf.max_line > 2 ? s->srv->conf.max_line - 2 : 0;
+        verdict_init(&v, 550, "5.6.0", "");
+        smtp_verdict_set(&v, 550, "5.6.0", "Error: message has a line longer than %zu octets", max);
     } else {
         verdict_init(&v, 250, "2.0.0", "Ok: message accepted");
         if (HOOK(s, on_message))
@@ -936,6 +946,8 @@ static void session_free(struct smtp_session *s)
     if (HOOK(s, on_close))
         HOOK(s, on_close)(srv->conf.ctx, s);
     log_debug("session %llu: closed", (unsigned long long)s->id);
+    metrics_inc(M_SMTP_SESSIONS, s->mlabel, s->tls ? "yes" : "no");
+    metrics_gauge_add(M_SMTP_SESSIONS_ACTIVE, -1, s->mlabel, NULL);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -1246,6 +1258,7 @@ static void session_refuse(struct smtp_server *srv, int fd, const struct sockadd
     int n = snprintf(line, sizeof(line), "421 4.7.0 %s %s\r\n", srv->conf.hostname, what);
     netaddr_format(peer, addr, sizeof(addr));
     uint64_t now = clock_mono_ms();
+    metrics_inc(M_SMTP_CONNECTIONS_REFUSED, srv->conf.name ? srv->conf.name : "smtp", NULL);
     srv->refused++;
     if (now - srv->refused_logged >= 1000) { /* a flood writes one line a second */
         srv->refused_logged = now;
@@ -1281,6 +1294,9 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *
     s->fd = fd;
     s->id = ++srv->next_id;
     s->index = ++srv->connections;
+    s->mlabel = implicit_tls && srv->conf.name_tls ? srv->conf.name_tls
+                : srv->conf.name                   ? srv->conf.name
+                                                   : "smtp";
     s->out = evbuffer_new();
     if (!s->out)
         fatal("out of memory");
@@ -1308,6 +1324,8 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *
         srv->head->prev = s;
     srv->head = s;
     srv->nsessions++;
+    metrics_inc(M_SMTP_CONNECTIONS, s->mlabel, NULL);
+    metrics_gauge_add(M_SMTP_SESSIONS_ACTIVE, 1, s->mlabel, NULL);
     if (srv->conf.total_timeout) {
         struct timeval tv = {srv->conf.total_timeout, 0};
         s->total_ev = evtimer_new(srv->base, session_total_cb, s);
@@ -1360,6 +1378,12 @@ void smtp_server_shutdown(struct smtp_server *srv)
 unsigned smtp_server_sessions(const struct smtp_server *srv)
 {
     return srv->nsessions;
+}
+
+void smtp_server_set_tls(struct smtp_server *srv, SSL_CTX *tls)
+{
+    if (srv->conf.tls && tls)
+        srv->conf.tls = tls; /* only SSL_new() reads it, at each handshake's start */
 }
 
 void smtp_server_free(struct smtp_server *srv)

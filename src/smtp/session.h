@@ -94,6 +94,9 @@ struct smtp_server_conf {
     struct smtp_limits *limits;
     const struct smtp_hooks *hooks;
     void *ctx;
+    /* the listener label of this server's metrics (core/metrics.h; NULL = "smtp"),
+     * and of its implicit-TLS connections (NULL = name) */
+    const char *name, *name_tls;
 };
 
 struct smtp_server; /* the set of live sessions sharing one conf */
@@ -105,6 +108,10 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const struct sockaddr *
 /* 421 to every session, then close them as their output drains. */
 void smtp_server_shutdown(struct smtp_server *srv);
 unsigned smtp_server_sessions(const struct smtp_server *srv);
+/* New TLS handshakes use tls from now on (a certificate renewed, SIGHUP); a
+ * session in TLS already keeps its own context (its SSL holds a reference).
+ * The caller owns tls and keeps it until it has set another one or freed srv. */
+void smtp_server_set_tls(struct smtp_server *srv, SSL_CTX *tls);
 void smtp_server_free(struct smtp_server *srv);
 
 /* Read-only facts about a session, for hooks. */

@@ -64,6 +64,16 @@ class SendmailAndQueueTest(unittest.TestCase):
         p = self.sendmail([], "Subject: nobody\n\nx\n")
         self.assertEqual(p.returncode, 64)
 
+    def test_sendmail_cron_call_with_a_bare_name(self):
+        # issue 10: this exited 64 ("unknown option -B8BITMIME"), and a bare name 65
+        p = self.sendmail(["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "alice"],
+                          "Subject: Cron <root@mx> true\n\noutput\n")
+        self.assertEqual(p.returncode, 0, p.stdout)
+        m = self.env.wait_maildir("alice@example.test", 1)[0]
+        self.assertEqual(m["Subject"], "Cron <root@mx> true")
+        self.assertIn('"CronDaemon" <', m["From"])
+        self.assertEqual(m["To"], None)
+
     def test_queue_list_show_retry_delete(self):
         with smtplib.SMTP("127.0.0.1", self.serve.port("smtp"), timeout=20) as s:
             s.sendmail("someone@example.test", ["team@example.test"],

@@ -237,7 +237,7 @@ static void test_errors_by_line(void **state)
     assert_true(has_error_like(&e, "t.conf:16: ", "line longer than 1024"));
     assert_true(has_error_like(&e, "t.conf:18: ", "[listen] smtp: '127.0.0.1:99999'"));
     assert_true(has_error_like(&e, "t.conf:19: ", "missing key name"));
-    assert_true(has_error_like(&e, "t.conf:21: ", "'postfix' is not 'maildir' or 'mda'"));
+    assert_true(has_error_like(&e, "t.conf:21: ", "'postfix' is not 'maildir', 'mda' or 'lmtp'"));
     assert_true(has_error_like(&e, "t.conf:22: ", "unknown placeholder '%dom%'"));
     assert_true(has_error_like(&e, "t.conf:23: ", "[local] drop_chars"));
     assert_true(has_error_like(&e, "t.conf:25: ", "'maybe' is not true or false"));
@@ -276,6 +276,32 @@ static void test_cross_key_errors(void **state)
     /* suffix_separators was defaulted: reported against the file */
     assert_true(has_error_like(&e, "t.conf: ", "'+' is both in drop_chars and"));
     assert_int_equal(e.n, 6);
+    conf_errors_free(&e);
+}
+
+/* [local] delivery = lmtp and its endpoint (deliver/lmtp.h). */
+static void test_lmtp_keys(void **state)
+{
+    (void)state;
+    struct conf c;
+    struct conf_errors e = {0};
+    assert_int_equal(parse("[local]\ndelivery = lmtp\nlmtp = unix:/run/dovecot/lmtp\n", &c, &e), 0);
+    assert_int_equal(c.delivery, CONF_DELIVERY_LMTP);
+    assert_string_equal(c.lmtp, "unix:/run/dovecot/lmtp");
+    assert_int_equal(parse("[local]\ndelivery = LMTP\nlmtp = inet:[::1]:24\n", &c, &e), 0);
+    assert_string_equal(c.lmtp, "inet:[::1]:24");
+
+    assert_int_equal(parse("[local]\ndelivery = lmtp\n", &c, &e), -1);
+    assert_true(has_error_like(&e, "t.conf:2: ", "delivery = lmtp needs [local] lmtp"));
+    conf_errors_free(&e);
+    assert_int_equal(parse("[local]\nlmtp = 127.0.0.1:24\n", &c, &e), -1);
+    assert_true(has_error_like(&e, "t.conf:2: ", "lmtp is set but delivery is not lmtp"));
+    conf_errors_free(&e);
+    assert_int_equal(parse("[local]\ndelivery = lmtp\nlmtp = unix:run/lmtp\n", &c, &e), -1);
+    assert_true(has_error_like(&e, "t.conf:3: ", "must be absolute"));
+    conf_errors_free(&e);
+    assert_int_equal(parse("[local]\ndelivery = lmtp\nlmtp = ::1:24\n", &c, &e), -1);
+    assert_true(has_error_like(&e, "t.conf:3: ", "in brackets"));
     conf_errors_free(&e);
 }
 
@@ -536,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_all_keys),
         cmocka_unit_test(test_errors_by_line),
         cmocka_unit_test(test_cross_key_errors),
+        cmocka_unit_test(test_lmtp_keys),
         cmocka_unit_test(test_nul_and_limits),
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_user_and_file_modes),
