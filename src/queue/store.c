@@ -1193,9 +1193,9 @@ static void clean_tmp(struct qstore *s, int fd, const char *sub, size_t *removed
 static void recover_quarantine(struct qstore *s, const char *id, enum qkind kind,
                                const char *reason, bool loud, struct qstore_stats *st)
 {
-    if (loud)
-        log_error("id=%s: %s", id, reason);
     int moved = quarantine_item(s, id, kind, reason);
+    if (loud) /* after the move: a reader of the line finds it in quarantine/ */
+        log_error("id=%s: %s", id, reason);
     if (moved > 0)
         st->quarantined += (size_t)moved;
     else
@@ -1372,9 +1372,9 @@ static bool list_item(struct qstore *s, const char *name, bool legacy, bool take
     envelope_free(&env);
     if (take && !legacy && (rc == ENV_INCOMPLETE || rc == ENV_CORRUPT)) {
         snprintf(reason, sizeof(reason), "envelope damaged after it was committed: %s", why);
-        log_error("id=%s: %s", name, reason);
-        if (quarantine_item(s, name, Q_ITEM, reason) > 0)
+        if (quarantine_item(s, name, Q_ITEM, reason) > 0) /* moved, then said */
             qstore_count_adjust(s, -1);
+        log_error("id=%s: %s", name, reason);
     }
     return rc == ENV_OK;
 }

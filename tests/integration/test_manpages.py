@@ -27,12 +27,13 @@ SRC = os.environ.get("TERN_SOURCE") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAN = os.path.join(SRC, "man")
 
-# page file -> the NAME line it must render
+# page file -> the NAME line it must render (one word before the dash: the whatis index, and
+# lintian's bad-whatis-entry, read the name up to the first space; SYNOPSIS says `tern send`)
 PAGES = {
     "tern.8": "tern - mail server, test server and mailer in one program",
     "tern.conf.5": "tern.conf - configuration file of the tern mail server",
-    "tern-send.1": "tern send - send one templated message per row of a CSV file, resumably",
-    "tern-sink.1": "tern sink - SMTP test server with an HTTP API and fault injection",
+    "tern-send.1": "tern-send - send one templated message per row of a CSV file, resumably",
+    "tern-sink.1": "tern-sink - SMTP test server with an HTTP API and fault injection",
     "tern-sendmail.8": "sendmail, mailq, newaliases - submit mail to the tern mail server the "
                        "sendmail way",
 }
