@@ -215,9 +215,15 @@ class SyscallFilter(unittest.TestCase):
         with open(os.path.join(env.data_dir, "tern.pid")) as f:
             pid = int(f.read())  # tern, under strace (which leaves it running if stopped)
 
-        def kill():  # after a failure: tern, then strace
+        def kill():  # after a failure: tern (then strace ends), whatever strace's state
             if d.running():
                 d.killed = True
+            try:  # only if that pid is still our tern (a pid may be reused)
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    ours = env.conf_path.encode() in f.read()
+            except OSError:
+                ours = False
+            if ours:
                 os.kill(pid, signal.SIGKILL)
         self.addCleanup(kill)
         notify.wait(lambda m: m.get("READY") == "1")
