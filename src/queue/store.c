@@ -412,23 +412,24 @@ static void spare_settle(struct qstore *s, uint32_t num, bool moved)
     pthread_mutex_unlock(&s->spare_mu);
 }
 
-/* Move tmp/name to queue/name (replacing it).  On failure tmp/name is gone. */
-static int publish(struct qstore *s, const char *name, char *why, size_t whylen)
-{
-    if (renameat(s->tmpfd, name, s->queuefd, name) == 0)
-        return 0;
-    int e = errno;
-    set_why(why, whylen, "%s/queue/%s: rename: %s", s->dir, name, strerror(e));
-    if (unlinkat(s->tmpfd, name, 0) < 0)
-        log_warn("%s/tmp/%s: unlink: %s", s->dir, name, strerror(errno));
-    errno = e;
-    return -1;
-}
-
 static void unlink_quiet(struct qstore *s, int dirfd, const char *sub, const char *name)
 {
     if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
         log_warn("%s/%s/%s: unlink: %s", s->dir, sub, name, strerror(errno));
+}
+
+/* dirfd/name (in tmp/ or spare/, sub names it) -> queue/id, replacing it.
+ * On failure the source is gone. */
+static int publish(struct qstore *s, int dirfd, const char *sub, const char *name, const char *id,
+                   char *why, size_t whylen)
+{
+    if (renameat(dirfd, name, s->queuefd, id) == 0)
+        return 0;
+    int e = errno;
+    set_why(why, whylen, "%s/queue/%s: rename: %s", s->dir, id, strerror(e));
+    unlink_quiet(s, dirfd, sub, name);
+    errno = e;
+    return -1;
 }
 
 static int sync_dir(struct qstore *s, int fd, const char *sub, char *why, size_t whylen)
@@ -457,13 +458,8 @@ static int sync_queue_group(struct qstore *s, char *why, size_t whylen)
 static int publish_synced(struct qstore *s, int dirfd, const char *sub, const char *name,
                           const char *id, char *why, size_t whylen)
 {
-    if (renameat(dirfd, name, s->queuefd, id) < 0) {
-        int e = errno;
-        set_why(why, whylen, "%s/queue/%s: rename: %s", s->dir, id, strerror(e));
-        unlink_quiet(s, dirfd, sub, name);
-        errno = e;
+    if (publish(s, dirfd, sub, name, id, why, whylen) < 0)
         return -1;
-    }
     if (sync_queue_group(s, why, whylen) == 0)
         return 0;
     int e = errno;
@@ -497,8 +493,7 @@ int qstore_commit(struct qstore *s, struct envelope *env, const char *msg, size_
      * queue/ID is whole.
      */
     char slot[NAME_MAX_LEN];
-    int dirfd = s->sparefd, fd = -1;
-    const char *sub = "spare";
+    int fd = -1;
     if (spare_take(s, slot)) {
         fd = openat(s->sparefd, slot, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) { /* removed by hand? a new file then */
@@ -506,18 +501,12 @@ int qstore_commit(struct qstore *s, struct envelope *env, const char *msg, size_
             unlink_quiet(s, s->sparefd, "spare", slot);
         }
     }
-    if (fd < 0) {
-        dirfd = s->tmpfd;
-        sub = "tmp";
-        snprintf(slot, sizeof(slot), "%s", env->id);
-        fd = openat(s->tmpfd, slot, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            set_why(why, whylen, "%s/tmp/%s: create: %s", s->dir, slot, strerror(errno));
-            goto fail;
-        }
-    }
-    if (fill(s, fd, dirfd, sub, slot, eb.p, eb.len, msg, len, why, whylen) < 0 ||
-        publish_synced(s, dirfd, sub, slot, env->id, why, whylen) < 0)
+    bool spare = fd >= 0; /* else a new tmp/ID */
+    int dirfd = spare ? s->sparefd : s->tmpfd;
+    const char *sub = spare ? "spare" : "tmp", *name = spare ? slot : env->id;
+    int rc = spare ? fill(s, fd, dirfd, sub, name, eb.p, eb.len, msg, len, why, whylen)
+                   : write_tmp(s, name, eb.p, eb.len, msg, len, why, whylen);
+    if (rc < 0 || publish_synced(s, dirfd, sub, name, env->id, why, whylen) < 0)
         goto fail;
     buf_free(&eb);
     atomic_fetch_add(&s->count, 1);
@@ -628,7 +617,8 @@ int qstore_update(struct qstore *s, const struct envelope *env, char *why, size_
         unlink_quiet(s, s->tmpfd, "tmp", env->id);
         goto out;
     }
-    if (publish(s, env->id, why, whylen) < 0 || sync_queue_group(s, why, whylen) < 0) {
+    if (publish(s, s->tmpfd, "tmp", env->id, env->id, why, whylen) < 0 ||
+        sync_queue_group(s, why, whylen) < 0) {
         /* the rename replaced the old file or did not happen: either way queue/ID
          * is a whole item, so it stays */
         e = errno;
@@ -1315,7 +1305,7 @@ static bool recover_legacy(struct qstore *s, const char *id, qstore_item_fn fn, 
         if (envelope_format(&env, &eb) < 0 ||
             write_tmp(s, id, eb.p, eb.len, scratch->p ? scratch->p : "", scratch->len, why,
                       sizeof(why)) < 0 ||
-            publish(s, id, why, sizeof(why)) < 0 ||
+            publish(s, s->tmpfd, "tmp", id, id, why, sizeof(why)) < 0 ||
             sync_dir(s, s->queuefd, "queue", why, sizeof(why)) < 0) {
             log_error("id=%s: cannot convert the item of an older tern (left in place): %s", id,
                       why);
