@@ -555,6 +555,29 @@ static int copy_range(struct qstore *s, int in, off_t off, int out, uint64_t n)
     return 0;
 }
 
+/* tmp/id over queue/id, only while queue/id exists: swapped in one step
+ * (RENAME_EXCHANGE), so that an item removed meanwhile (`tern queue delete`)
+ * stays removed; then the previous version, now tmp/id, goes.  ENOENT if
+ * the item is gone.  On failure tmp/id is gone. */
+static int replace_item(struct qstore *s, const char *id, char *why, size_t whylen)
+{
+    if (renameat2(s->tmpfd, id, s->queuefd, id, RENAME_EXCHANGE) == 0) {
+        unlink_quiet(s, s->tmpfd, "tmp", id);
+        return 0;
+    }
+    int e = errno;
+    if (e == EINVAL || e == ENOSYS) { /* no RENAME_EXCHANGE here: look, then rename */
+        struct stat st;
+        if (fstatat(s->queuefd, id, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            return publish(s, s->tmpfd, "tmp", id, id, why, whylen);
+        e = errno;
+    }
+    set_why(why, whylen, "%s/queue/%s: replace: %s", s->dir, id, strerror(e));
+    unlink_quiet(s, s->tmpfd, "tmp", id);
+    errno = e;
+    return -1;
+}
+
 static int item_head(int fd, struct buf *b, size_t *envlen);
 
 int qstore_update(struct qstore *s, const struct envelope *env, char *why, size_t whylen)
@@ -617,8 +640,7 @@ int qstore_update(struct qstore *s, const struct envelope *env, char *why, size_
         unlink_quiet(s, s->tmpfd, "tmp", env->id);
         goto out;
     }
-    if (publish(s, s->tmpfd, "tmp", env->id, env->id, why, whylen) < 0 ||
-        sync_queue_group(s, why, whylen) < 0) {
+    if (replace_item(s, env->id, why, whylen) < 0 || sync_queue_group(s, why, whylen) < 0) {
         /* the rename replaced the old file or did not happen: either way queue/ID
          * is a whole item, so it stays */
         e = errno;

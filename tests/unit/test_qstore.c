@@ -1063,6 +1063,37 @@ static void test_clean_stale(void **state)
     assert_int_equal(qstore_clean_stale(f->s, (int64_t)time(NULL), 3600), 0);
 }
 
+/* `tern queue delete` while an update writes the new version: the update
+ * finds the item gone and does not bring it back. */
+static char race_path[512];
+static int delete_during_fsync(int fd)
+{
+    if (race_path[0] && unlink(race_path) == 0)
+        race_path[0] = '\0';
+    return fsync(fd);
+}
+
+static void test_update_racing_delete(void **state)
+{
+    struct fixture *f = *state;
+    char why[256];
+    struct envelope env;
+    char *id = commit(f, "bob@example.net");
+    assert_int_equal(qstore_read_env(f->s, id, &env, why, sizeof(why)), ENV_OK);
+    path(f, "queue", id, race_path, sizeof(race_path));
+    struct qstore_io io = {.fsync = delete_during_fsync};
+    qstore_set_io(f->s, &io);
+    envelope_rcpt_result(&env.rcpts[0], ENV_RCPT_PENDING, 5, "451 later");
+    assert_int_equal(qstore_update(f->s, &env, why, sizeof(why)), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_string_equal(race_path, ""); /* the delete happened in between */
+    assert_false(file_exists(f, "queue", id));
+    assert_int_equal(count_dir(f, "tmp"), 0);
+    qstore_set_io(f->s, NULL);
+    envelope_free(&env);
+    free(id);
+}
+
 static void test_room(void **state)
 {
     struct fixture *f = *state;
@@ -1110,6 +1141,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unique_ids_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_racing_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
