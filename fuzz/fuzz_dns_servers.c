@@ -1,5 +1,5 @@
 /*
- * fuzz_dns_servers.c - the hand-written parsers of deliver/dns.c on
+ * fuzz_dns_servers.c - the hand-written parsers of dns/dns.c on
  * arbitrary strings: the DNS servers list ("127.0.0.1:5353,[::1]:53"), the
  * host name check and the address-literal routing ("[192.0.2.1]",
  * "[IPv6:...]").  Invariants: a parsed list has 1..max entries, each
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "deliver/dns.h"
+#include "dns/dns.h"
 
 static void fuzz_format(const struct dns_addr *a, int n, char *out, size_t size)
 {

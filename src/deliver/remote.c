@@ -38,7 +38,7 @@
 
 #include "core/command.h"
 #include "core/log.h"
-#include "deliver/dns.h"
+#include "dns/dns.h"
 #include "queue/envelope.h"
 #include "smtp/client.h"
 

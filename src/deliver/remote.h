@@ -3,7 +3,7 @@
  *
  * One call carries all recipients of one destination domain: the next hop
  * is the configured one (smarthost or a per-domain route) or the domain's
- * MX hosts (core of DNS in deliver/dns.c); hosts are tried in order while
+ * MX hosts (core of DNS in dns/dns.c); hosts are tried in order while
  * recipients remain with transient results; 5xx replies are permanent for
  * the recipients they concern.  Connections are kept per worker thread and
  * reused for the next message to the same host.

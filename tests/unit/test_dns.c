@@ -1,5 +1,5 @@
 /*
- * test_dns.c - MX routing (deliver/dns.c) against real DNS servers on
+ * test_dns.c - MX routing (dns/dns.c) against real DNS servers on
  * 127.0.0.1: a dnsmasq started here (--no-daemon, own port, no system
  * config, records from the command line, killed by PID at the end) and a
  * small responder thread that answers every MX query with SERVFAIL and
@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "../support/testutil.h"
-#include "deliver/dns.h"
+#include "dns/dns.h"
 
 #ifndef DNSMASQ
 #define DNSMASQ "/usr/sbin/dnsmasq"
@@ -195,6 +195,18 @@ static int dm_start(void)
     args[n++] = "--mx-host=dup.test,b.dup.test,30";
     args[n++] = "--host-record=a.dup.test,192.0.2.60";
     args[n++] = "--host-record=b.dup.test,192.0.2.61";
+    /* TXT: several strings in one record, two records, underscores, a long record */
+    args[n++] = "--txt-record=_dmarc.txt.test,v=DMARC1; p=,reject";
+    args[n++] = "--txt-record=sel._domainkey.txt.test,v=DKIM1; k=ed25519; p=abc";
+    args[n++] = "--txt-record=sel._domainkey.txt.test,second";
+    static char longtxt[1100];
+    memcpy(longtxt, "--txt-record=long.txt.test,", 27);
+    for (int i = 0; i < 4; i++) { /* 4 strings of 250 octets: one record of 1000 */
+        memset(longtxt + 27 + i * 251, 'a' + i, 250);
+        longtxt[27 + i * 251 + 250] = ',';
+    }
+    longtxt[27 + 4 * 251 - 1] = '\0';
+    args[n++] = longtxt;
     static char many[2][12][64];
     for (int i = 0; i < 12; i++) {
         snprintf(many[0][i], sizeof(many[0][i]), "--mx-host=many.test,h%d.many.test,%d", i + 1,
@@ -620,6 +632,71 @@ static void test_literals(void **state)
     }
 }
 
+static void test_txt(void **state)
+{
+    (void)state;
+    NEED_DNSMASQ();
+    struct dns_conf c = {.servers = dm_servers, .timeout_ms = 500, .tries = 1};
+    struct dns_resolver *r = dns_resolver_new(&c, why, sizeof(why));
+    struct dns_txt t;
+    assert_non_null(r);
+
+    /* the strings of one record are joined with nothing between them */
+    assert_int_equal(dns_resolver_txt(r, "_dmarc.txt.test", &t, why, sizeof(why)), DNS_Q_OK);
+    assert_int_equal(t.n, 1);
+    assert_string_equal(t.rec[0], "v=DMARC1; p=reject");
+    assert_int_equal(t.len[0], 18);
+    dns_txt_free(&t);
+
+    assert_int_equal(dns_resolver_txt(r, "sel._domainkey.txt.test.", &t, why, sizeof(why)),
+                     DNS_Q_OK);
+    assert_int_equal(t.n, 2);
+    assert_false(t.truncated);
+    bool saw_key = false, saw_second = false;
+    for (size_t i = 0; i < t.n; i++) {
+        saw_key |= strcmp(t.rec[i], "v=DKIM1; k=ed25519; p=abc") == 0;
+        saw_second |= strcmp(t.rec[i], "second") == 0;
+    }
+    assert_true(saw_key && saw_second);
+    dns_txt_free(&t);
+
+    assert_int_equal(dns_resolver_txt(r, "long.txt.test", &t, why, sizeof(why)), DNS_Q_OK);
+    assert_int_equal(t.n, 1);
+    assert_int_equal(t.len[0], 1000);
+    assert_int_equal(t.rec[0][0], 'a');
+    assert_int_equal(t.rec[0][250], 'b');
+    assert_int_equal(t.rec[0][999], 'd');
+    dns_txt_free(&t);
+
+    /* NXDOMAIN, NODATA (the name has an A record), a failing upstream, a bad name */
+    assert_int_equal(dns_resolver_txt(r, "nx.txt.test", &t, why, sizeof(why)), DNS_Q_NXDOMAIN);
+    assert_int_equal(t.n, 0);
+    assert_int_equal(dns_resolver_txt(r, "implicit.test", &t, why, sizeof(why)), DNS_Q_NODATA);
+    assert_int_equal(t.n, 0);
+    assert_int_equal(dns_resolver_txt(r, "x.dead.example", &t, why, sizeof(why)), DNS_Q_TEMP);
+    assert_non_null(strstr(why, "x.dead.example"));
+    assert_int_equal(dns_resolver_txt(r, "bad name.test", &t, why, sizeof(why)), DNS_Q_BADNAME);
+    assert_int_equal(dns_resolver_txt(r, "a..test", &t, why, sizeof(why)), DNS_Q_BADNAME);
+    assert_string_equal(dns_qstatus_name(DNS_Q_NXDOMAIN), "NXDOMAIN");
+    dns_resolver_free(r);
+}
+
+static void test_qname_valid(void **state)
+{
+    (void)state;
+    assert_true(dns_qname_valid("_dmarc.example.org", 18));
+    assert_true(dns_qname_valid("s._domainkey.example.org.", 25));
+    assert_false(dns_qname_valid("", 0));
+    assert_false(dns_qname_valid(".", 1));
+    assert_false(dns_qname_valid("a..b", 4));
+    assert_false(dns_qname_valid("a b", 3));
+    assert_false(dns_qname_valid("a@b", 3));
+    char label[70];
+    memset(label, 'x', 64);
+    assert_false(dns_qname_valid(label, 64));
+    assert_true(dns_qname_valid(label, 63));
+}
+
 static void test_bad_names_are_not_queried(void **state)
 {
     (void)state;
@@ -792,6 +869,8 @@ int main(void)
         cmocka_unit_test(test_unreachable_server),
         cmocka_unit_test(test_literals),
         cmocka_unit_test(test_bad_names_are_not_queried),
+        cmocka_unit_test(test_txt),
+        cmocka_unit_test(test_qname_valid),
         cmocka_unit_test(test_name_valid),
         cmocka_unit_test(test_null_mx_detection),
         cmocka_unit_test(test_servers_parse),

@@ -19,7 +19,7 @@
  * freed before return.  Nothing here logs: skipped hosts go to
  * route->notes, failures to why.
  */
-#include "deliver/dns.h"
+#include "dns/dns.h"
 
 #include <ares.h>
 #include <arpa/inet.h>
@@ -808,4 +808,220 @@ int dns_route_drop_self(struct dns_route *r, const char *myname)
         }
     }
     return 0;
+}
+
+/* ---- single queries ------------------------------------------------------ */
+
+bool dns_qname_valid(const char *name, size_t len)
+{
+    size_t label = 0;
+    if (len > 0 && name[len - 1] == '.')
+        len--;
+    if (len == 0 || len > DNS_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+            continue;
+        }
+        if (!(c == '-' || c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z')))
+            return false;
+        if (++label > 63)
+            return false;
+    }
+    return label > 0;
+}
+
+const char *dns_qstatus_name(enum dns_qstatus s)
+{
+    switch (s) {
+    case DNS_Q_OK:
+        return "ok";
+    case DNS_Q_NXDOMAIN:
+        return "NXDOMAIN";
+    case DNS_Q_NODATA:
+        return "no records";
+    case DNS_Q_TEMP:
+        return "temporary failure";
+    case DNS_Q_BADNAME:
+        return "bad name";
+    }
+    return "?";
+}
+
+/* State of one dns_resolver_query() call; the callback writes only here. */
+struct dns_raw {
+    struct dns_lookup lk; /* only .pending is used: dns_wait() drives it */
+    int status;
+    unsigned char *abuf;
+    size_t alen;
+};
+
+static void dns_raw_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_raw *q = arg;
+    (void)timeouts;
+    q->lk.pending--;
+    q->status = status;
+    if (status == ARES_SUCCESS && abuf && alen > 0) {
+        size_t n = (size_t)alen > DNS_ANSWER_MAX ? DNS_ANSWER_MAX : (size_t)alen;
+        q->abuf = malloc(n);
+        if (!q->abuf)
+            q->status = ARES_ENOMEM;
+        else
+            memcpy(q->abuf, abuf, n);
+        q->alen = n;
+    }
+}
+
+enum dns_qstatus dns_resolver_query(struct dns_resolver *r, const char *name, int type,
+                                    unsigned char **abuf, size_t *alen, char *why, size_t whylen)
+{
+    size_t len = strlen(name);
+    char qname[DNS_NAME_MAX + 1];
+    struct dns_raw *q;
+    enum dns_qstatus st;
+    uint64_t budget;
+
+    *abuf = NULL;
+    *alen = 0;
+    if (why && whylen)
+        why[0] = '\0';
+    if (!dns_qname_valid(name, len)) {
+        dns_say(why, whylen, "%.*s%s: not a valid domain name", (int)(len > 64 ? 64 : len), name,
+                len > 64 ? "..." : "");
+        return DNS_Q_BADNAME;
+    }
+    if (name[len - 1] == '.')
+        len--;
+    memcpy(qname, name, len);
+    qname[len] = '\0';
+    q = calloc(1, sizeof(*q));
+    if (!q) {
+        dns_say(why, whylen, "%s: out of memory", qname);
+        return DNS_Q_TEMP;
+    }
+    budget = DNS_SLACK_MS + (uint64_t)r->timeout_ms * (((uint64_t)1 << r->tries) - 1) * r->nservers;
+    q->status = ARES_ECANCELLED;
+    q->lk.pending = 1;
+    ares_query(r->ch, qname, 1 /* C_IN */, type, dns_raw_cb, q);
+    dns_wait(r, &q->lk, dns_now_ms() + budget);
+    if (q->lk.pending > 0)
+        ares_cancel(r->ch); /* the callback runs now, while q is alive */
+    if (q->lk.pending != 0)
+        abort();
+
+    switch (q->status) {
+    case ARES_SUCCESS:
+        st = DNS_Q_OK;
+        break;
+    case ARES_ENOTFOUND:
+        st = DNS_Q_NXDOMAIN;
+        break;
+    case ARES_ENODATA:
+        st = DNS_Q_NODATA;
+        break;
+    default:
+        st = DNS_Q_TEMP;
+        break;
+    }
+    if (st == DNS_Q_OK) {
+        *abuf = q->abuf;
+        *alen = q->alen;
+    } else {
+        free(q->abuf);
+        dns_say(why, whylen, "%s: type %d lookup: %s", qname, type, dns_status_text(q->status));
+    }
+    free(q);
+    return st;
+}
+
+void dns_txt_free(struct dns_txt *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        free(t->rec[i]);
+    memset(t, 0, sizeof(*t));
+}
+
+enum dns_qstatus dns_resolver_txt(struct dns_resolver *r, const char *name, struct dns_txt *out,
+                                  char *why, size_t whylen)
+{
+    unsigned char *abuf;
+    size_t alen;
+    struct ares_txt_ext *txt = NULL;
+    enum dns_qstatus st;
+
+    memset(out, 0, sizeof(*out));
+    st = dns_resolver_query(r, name, 16 /* TXT */, &abuf, &alen, why, whylen);
+    if (st != DNS_Q_OK)
+        return st;
+    int prc = ares_parse_txt_reply_ext(abuf, (int)alen, &txt);
+    free(abuf);
+    if (prc == ARES_ENODATA || (prc == ARES_SUCCESS && !txt)) {
+        dns_say(why, whylen, "%.200s: no TXT records", name);
+        return DNS_Q_NODATA;
+    }
+    if (prc != ARES_SUCCESS) {
+        dns_say(why, whylen, "%.200s: malformed TXT answer: %s", name, ares_strerror(prc));
+        return DNS_Q_TEMP;
+    }
+    /* join the character-strings of each record; record_start marks a new one */
+    char *cur = NULL;
+    size_t curlen = 0;
+    bool drop = false;
+    for (struct ares_txt_ext *t = txt;; t = t->next) {
+        if (!t || t->record_start) {
+            if (cur && !drop && out->n < DNS_TXT_MAX_RECORDS) {
+                out->rec[out->n] = cur;
+                out->len[out->n++] = curlen;
+            } else if (cur) {
+                free(cur);
+                out->truncated = true;
+            }
+            cur = NULL;
+            curlen = 0;
+            drop = false;
+            if (!t)
+                break;
+            cur = malloc(1);
+            if (!cur) {
+                ares_free_data(txt);
+                dns_txt_free(out);
+                dns_say(why, whylen, "%.200s: out of memory", name);
+                return DNS_Q_TEMP;
+            }
+            cur[0] = '\0';
+        }
+        if (!cur || drop)
+            continue;
+        if (curlen + t->length > DNS_TXT_MAX_LEN) {
+            drop = true;
+            continue;
+        }
+        char *n = realloc(cur, curlen + t->length + 1);
+        if (!n) {
+            free(cur);
+            ares_free_data(txt);
+            dns_txt_free(out);
+            dns_say(why, whylen, "%.200s: out of memory", name);
+            return DNS_Q_TEMP;
+        }
+        cur = n;
+        memcpy(cur + curlen, t->txt, t->length);
+        curlen += t->length;
+        cur[curlen] = '\0';
+    }
+    ares_free_data(txt);
+    if (out->n == 0) {
+        dns_say(why, whylen, "%.200s: no usable TXT record (all longer than %d octets)", name,
+                DNS_TXT_MAX_LEN);
+        return DNS_Q_NODATA;
+    }
+    return DNS_Q_OK;
 }

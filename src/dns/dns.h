@@ -18,8 +18,8 @@
  *                  There is never a fallback to A/AAAA after a failed MX
  *                  query.
  */
-#ifndef TERN_DELIVER_DNS_H
-#define TERN_DELIVER_DNS_H
+#ifndef TERN_DNS_DNS_H
+#define TERN_DNS_DNS_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -117,6 +117,62 @@ int dns_servers_parse(const char *s, struct dns_addr *out, size_t max, char *why
  * letters, digits and hyphens, not starting or ending with a hyphen.
  */
 bool dns_name_valid(const char *name, size_t len);
+
+/* ---- single queries: TXT (and the raw answer) for mail authentication ----
+ *
+ * SPF, DKIM, DMARC and MTA-STS must tell "the name does not exist" from "no
+ * record of that type" from "try again": one query of one type, one
+ * enum dns_qstatus.  Names may hold underscores ("sel._domainkey.example.org",
+ * "_dmarc.example.org"): see dns_qname_valid(). */
+
+enum dns_qstatus {
+    DNS_Q_OK = 0,   /* at least one record of the type */
+    DNS_Q_NXDOMAIN, /* the name does not exist */
+    DNS_Q_NODATA,   /* the name exists, no record of that type */
+    DNS_Q_TEMP,     /* SERVFAIL, REFUSED, timeout, malformed answer, out of memory */
+    DNS_Q_BADNAME,  /* not a valid query name: nothing was asked */
+};
+
+#define DNS_TXT_MAX_RECORDS 32 /* TXT records kept per answer (more: truncated) */
+#define DNS_TXT_MAX_LEN 8192   /* octets of one record, its strings joined (longer: dropped) */
+#define DNS_ANSWER_MAX 65536   /* octets of a raw answer kept (DNS over TCP's maximum) */
+
+struct dns_txt {
+    size_t n;                       /* records in rec[] */
+    char *rec[DNS_TXT_MAX_RECORDS]; /* each one record, its character-strings joined
+                                     * with nothing between (RFC 7208 3.3, RFC 6376
+                                     * 3.6.2.2), NUL-terminated; may hold NUL octets:
+                                     * use len[] */
+    size_t len[DNS_TXT_MAX_RECORDS];
+    bool truncated; /* records were dropped: too many or too long */
+};
+
+/* A valid query name: 1..DNS_NAME_MAX octets (one final dot allowed on top),
+ * labels of 1..63 letters, digits, hyphens and underscores. */
+bool dns_qname_valid(const char *name, size_t len);
+
+/*
+ * The TXT records of name.  On DNS_Q_OK out->n >= 1 (free with
+ * dns_txt_free()); otherwise out->n == 0 and why says what happened in one
+ * printable line.  out is always initialised.
+ */
+enum dns_qstatus dns_resolver_txt(struct dns_resolver *r, const char *name, struct dns_txt *out,
+                                  char *why, size_t whylen);
+void dns_txt_free(struct dns_txt *t);
+
+/*
+ * One query of any type (1 A, 28 AAAA, 15 MX, 12 PTR, 16 TXT ...), class IN:
+ * the raw answer (at most DNS_ANSWER_MAX octets, malloc'ed, *abuf NULL
+ * unless DNS_Q_OK) for a c-ares ares_parse_*_reply().  DNS_Q_OK means the
+ * server answered NOERROR with at least one answer record; the caller's
+ * parse may still find none of the type it wants (a CNAME only): treat
+ * that as DNS_Q_NODATA.
+ */
+enum dns_qstatus dns_resolver_query(struct dns_resolver *r, const char *name, int type,
+                                    unsigned char **abuf, size_t *alen, char *why, size_t whylen);
+
+/* "ok", "NXDOMAIN", "no records", "temporary failure", "bad name". */
+const char *dns_qstatus_name(enum dns_qstatus s);
 
 /* Null MX (RFC 7505): exactly one MX record and its exchange is the root. */
 bool dns_is_null_mx(size_t nmx, const char *first_exchange);
