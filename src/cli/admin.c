@@ -537,8 +537,13 @@ int cli_check_config(int argc, char **argv)
     const char *path = conf_default_path(o.config);
     conf_load(path, &c, &e);
     if (c.path[0]) { /* the file was read: check the domains it points to */
-        if (policy_load(&c, &p, &e) == 0)
+        if (policy_load(&c, &p, &e) == 0) {
             snapshot_check_files(&c, &p, &e);
+            struct dkimkeys dk = {0}; /* [dkim]: every key loads, nobody else reads it */
+            if (e.n == 0 && dkimkeys_load(&c, &p, &dk, &e) == 0)
+                printf("dkim: %zu signing key%s\n", dk.n, dk.n == 1 ? "" : "s");
+            dkimkeys_free(&dk);
+        }
         if (e.n == 0 && p.n == 0)
             fprintf(stderr, "note: no local domain yet (no folder in %s/domains)\n", c.data_dir);
         policy_free(&p);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "cli/admin.h"
+#include "cli/dkim.h"
+#include "cli/spf.h"
 #include "send/send.h"
 #include "server/serve.h"
 #include "sink/sink.h"
@@ -24,6 +26,8 @@ static const char usage[] = "usage: tern COMMAND [options]\n"
                             "  queue      list, show, retry or delete queued mail\n"
                             "  sendmail   submit a message from standard input (also as argv[0])\n"
                             "  check-config  report every problem of tern.conf, users, aliases\n"
+                            "  dkim       DKIM keys (keygen), sign or verify a message\n"
+                            "  spf        check the SPF policy of a sender for a client address\n"
                             "  version    print the version\n"
                             "\n"
                             "`tern COMMAND --help` documents each command.\n";
@@ -58,6 +62,10 @@ int main(int argc, char **argv)
         return cli_queue(argc - 1, argv + 1);
     if (strcmp(argv[1], "check-config") == 0)
         return cli_check_config(argc - 1, argv + 1);
+    if (strcmp(argv[1], "dkim") == 0)
+        return cli_dkim(argc - 1, argv + 1);
+    if (strcmp(argv[1], "spf") == 0)
+        return cli_spf(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("tern %s\n", TERN_VERSION);
         return 0;

@@ -635,6 +635,123 @@ static int set_admin_allow_remote(struct conf *c, const char *v, char *why)
     return 0;
 }
 
+/* ---- [mta_sts] ---------------------------------------------------------------- */
+
+static int set_mta_sts_enabled(struct conf *c, const char *v, char *why)
+{
+    if (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0 ||
+        strcasecmp(v, "on") == 0) {
+        c->mta_sts = true;
+    } else if (strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0 || strcmp(v, "0") == 0 ||
+               strcasecmp(v, "off") == 0) {
+        c->mta_sts = false;
+    } else {
+        snprintf(why, WHY_MAX, "'%s' is not yes or no", v);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_mta_sts_ca(struct conf *c, const char *v, char *why)
+{
+    return set_path(c->mta_sts_ca, v, why);
+}
+
+static int set_mta_sts_port(struct conf *c, const char *v, char *why)
+{
+    uint64_t p;
+    if (num_parse_u64(v, 65535, &p) < 0 || p == 0) {
+        snprintf(why, WHY_MAX, "'%s' is not a port from 1 to 65535", v);
+        return -1;
+    }
+    c->mta_sts_port = (uint32_t)p;
+    return 0;
+}
+
+/* ---- [dkim] ------------------------------------------------------------------- */
+
+static int set_dkim_sign(struct conf *c, const char *v, char *why)
+{
+    if (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0 ||
+        strcasecmp(v, "on") == 0) {
+        c->dkim_sign = true;
+    } else if (strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0 || strcmp(v, "0") == 0 ||
+               strcasecmp(v, "off") == 0) {
+        c->dkim_sign = false;
+    } else {
+        snprintf(why, WHY_MAX, "'%s' is not yes or no", v);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_dkim_keys_dir(struct conf *c, const char *v, char *why)
+{
+    return set_path(c->dkim_keys_dir, v, why);
+}
+
+/* ---- [checks] ------------------------------------------------------------------ */
+
+static int conf_check_word(const char *v, bool honor_ok, int *out, char *why)
+{
+    static const char *const w[] = {"none", "tag", "reject", "honor"};
+    for (int i = 0; i < (honor_ok ? 4 : 3); i++)
+        if (strcasecmp(v, w[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    snprintf(why, WHY_MAX, "'%s' is not %s", v,
+             honor_ok ? "none, tag, reject or honor" : "none, tag or reject");
+    return -1;
+}
+
+static int set_check_spf(struct conf *c, const char *v, char *why)
+{
+    return conf_check_word(v, false, &c->check_spf, why);
+}
+
+static int set_check_dkim(struct conf *c, const char *v, char *why)
+{
+    return conf_check_word(v, false, &c->check_dkim, why);
+}
+
+static int set_check_dmarc(struct conf *c, const char *v, char *why)
+{
+    return conf_check_word(v, true, &c->check_dmarc, why);
+}
+
+/* A Maildir++ folder name: letters, digits, '-', '_' and inner dots (sub-folders). */
+static int set_quarantine_folder(struct conf *c, const char *v, char *why)
+{
+    size_t n = strlen(v);
+    bool ok = n > 0 && n < sizeof(c->quarantine_folder) && v[0] != '.' && v[n - 1] != '.' &&
+              !strstr(v, "..");
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)v[i]) || v[i] == '-' || v[i] == '_' || v[i] == '.';
+    if (!ok) {
+        snprintf(why, WHY_MAX,
+                 "'%.60s' is not a folder name (letters, digits, '-', '_', inner dots; at most 63)",
+                 v);
+        return -1;
+    }
+    memcpy(c->quarantine_folder, v, n + 1);
+    return 0;
+}
+
+static int set_authserv_id(struct conf *c, const char *v, char *why)
+{
+    size_t n = strlen(v);
+    bool ok = n > 0 && n < sizeof(c->authserv_id);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)v[i]) || v[i] == '-' || v[i] == '_' || v[i] == '.';
+    if (!ok) {
+        snprintf(why, WHY_MAX, "'%.60s' is not a host name (letters, digits, '-', '_', '.')", v);
+        return -1;
+    }
+    memcpy(c->authserv_id, v, n + 1);
+    return 0;
+}
+
 /* ---- the key table ------------------------------------------------------ */
 
 enum conf_section {
@@ -646,11 +763,15 @@ enum conf_section {
     SEC_RELAY,
     SEC_REMOTE,
     SEC_ADMIN,
+    SEC_MTA_STS,
+    SEC_DKIM,
+    SEC_CHECKS,
     SEC_N
 };
 
-static const char *const conf_sections[SEC_N] = {"server", "listen", "tls",    "queue",
-                                                 "local",  "relay",  "remote", "admin"};
+static const char *const conf_sections[SEC_N] = {"server",  "listen", "tls",    "queue",
+                                                 "local",   "relay",  "remote", "admin",
+                                                 "mta_sts", "dkim",   "checks"};
 
 /* ---- [remote] ---------------------------------------------------------------- */
 
@@ -930,6 +1051,16 @@ enum {
     K_TLS_POLICY,
     K_ADMIN_LISTEN,
     K_ADMIN_ALLOW_REMOTE,
+    K_MTA_STS_ENABLED,
+    K_MTA_STS_CA,
+    K_MTA_STS_PORT,
+    K_DKIM_SIGN,
+    K_DKIM_KEYS_DIR,
+    K_CHECK_SPF,
+    K_CHECK_DKIM,
+    K_CHECK_DMARC,
+    K_QUARANTINE_FOLDER,
+    K_AUTHSERV_ID,
     K_N
 };
 
@@ -989,6 +1120,16 @@ static const struct conf_key conf_keys[K_N] = {
     [K_TLS_POLICY] = {SEC_REMOTE, "tls_policy", set_tls_policy},
     [K_ADMIN_LISTEN] = {SEC_ADMIN, "listen", set_admin_listen},
     [K_ADMIN_ALLOW_REMOTE] = {SEC_ADMIN, "allow_remote", set_admin_allow_remote},
+    [K_MTA_STS_ENABLED] = {SEC_MTA_STS, "enabled", set_mta_sts_enabled},
+    [K_MTA_STS_CA] = {SEC_MTA_STS, "ca", set_mta_sts_ca},
+    [K_MTA_STS_PORT] = {SEC_MTA_STS, "port", set_mta_sts_port},
+    [K_DKIM_SIGN] = {SEC_DKIM, "sign", set_dkim_sign},
+    [K_DKIM_KEYS_DIR] = {SEC_DKIM, "keys_dir", set_dkim_keys_dir},
+    [K_CHECK_SPF] = {SEC_CHECKS, "spf", set_check_spf},
+    [K_CHECK_DKIM] = {SEC_CHECKS, "dkim", set_check_dkim},
+    [K_CHECK_DMARC] = {SEC_CHECKS, "dmarc", set_check_dmarc},
+    [K_QUARANTINE_FOLDER] = {SEC_CHECKS, "quarantine_folder", set_quarantine_folder},
+    [K_AUTHSERV_ID] = {SEC_CHECKS, "authserv_id", set_authserv_id},
 };
 
 /* ---- defaults -------------------------------------------------------------- */
@@ -1040,6 +1181,11 @@ void conf_defaults(struct conf *c)
     snprintf(c->drop_chars, sizeof(c->drop_chars), ".");
     snprintf(c->suffix_separators, sizeof(c->suffix_separators), "+");
     c->senders_must_match = true;
+    c->dkim_sign = true;
+    c->mta_sts = true;
+    c->mta_sts_port = 443;
+    c->check_spf = c->check_dkim = c->check_dmarc = CONF_CHECK_TAG;
+    snprintf(c->quarantine_folder, sizeof(c->quarantine_folder), "Junk");
 }
 
 /* ---- parsing ------------------------------------------------------------- */

@@ -39,6 +39,15 @@
  *   [relay]   senders_must_match [true]             authenticated users send only as their domain
  *   [admin]   listen       [off]                    HTTP GET /metrics (Prometheus), host:port list
  *             allow_remote [false]                  allow a listen address that is not loopback
+ *   [dkim]    sign         [yes]                    DKIM-sign mail of local domains with keys
+ *             keys_dir     [DATA_DIR/domains/D/dkim] DIR/DOMAIN/SELECTOR.key instead
+ *   [mta_sts] enabled      [yes]                    RFC 8461 policies for delivery by MX
+ *             ca           [the system's store]     CA file for fetching policies over HTTPS
+ *             port         [443]                    HTTPS port of mta-sts.DOMAIN (tests only)
+ *   [checks]  spf, dkim    [tag]                    none|tag|reject (unauthenticated smtp listener)
+ *             dmarc        [tag]                    none|tag|reject|honor (p= of the domain)
+ *             quarantine_folder [Junk]              Maildir++ folder of DMARC quarantine
+ *             authserv_id  [hostname]               id of our Authentication-Results
  *
  * Invariants: a struct conf is plain data with fixed-size fields (it can be
  * copied and swapped on reload, nothing to free); after a successful load
@@ -103,6 +112,10 @@ enum conf_tls { CONF_TLS_NONE = 0, CONF_TLS_MAY, CONF_TLS_VERIFY, CONF_TLS_IMPLI
 
 #define CONF_ROUTES_MAX 64
 
+/* [checks]: what a result does: nothing, an Authentication-Results entry, a
+ * 550 on failure; honor (dmarc only): what the domain's p= asks. */
+enum conf_check { CONF_CHECK_NONE = 0, CONF_CHECK_TAG, CONF_CHECK_REJECT, CONF_CHECK_HONOR };
+
 /* A per-domain override: next hop and/or TLS policy. */
 struct conf_route {
     char domain[CONF_HOST_MAX + 1]; /* lower case */
@@ -155,6 +168,9 @@ struct conf {
     /* [admin] */
     struct conf_listeners admin; /* GET /metrics; n 0 = off */
     bool admin_allow_remote;     /* a non-loopback admin address is refused without it */
+    /* [dkim] */
+    bool dkim_sign;                   /* sign mail of local domains that have a key */
+    char dkim_keys_dir[CONF_STR_MAX]; /* "" = DATA_DIR/domains/DOMAIN/dkim; else DIR/DOMAIN */
     /* [remote] */
     char smarthost_host[CONF_HOST_MAX + 3]; /* "" = deliver by MX */
     char smarthost_port[8];
@@ -171,6 +187,14 @@ struct conf {
     uint64_t remote_timeout_ms;     /* per SMTP command; 0 = RFC 5321's */
     struct conf_route routes[CONF_ROUTES_MAX];
     size_t n_routes;
+    /* [mta_sts] (RFC 8461, deliver/sts.h) */
+    bool mta_sts;                  /* enabled: look up and apply MTA-STS policies (default yes) */
+    char mta_sts_ca[CONF_STR_MAX]; /* CA file for fetching policies; "" = the system's store */
+    uint32_t mta_sts_port;         /* HTTPS port of mta-sts.DOMAIN: 443 (change for tests only) */
+    /* [checks] (inbound SPF, DKIM, DMARC on the smtp listener, server/checks.h) */
+    int check_spf, check_dkim, check_dmarc; /* enum conf_check */
+    char quarantine_folder[64];             /* Maildir++ folder for DMARC quarantine: "Junk" */
+    char authserv_id[CONF_HOST_MAX + 1];    /* of our Authentication-Results; "" = hostname */
 };
 
 /* Fill *c with every default (hostname from gethostname(2), "" if unusable). */

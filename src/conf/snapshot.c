@@ -41,6 +41,8 @@ struct snapshot *snapshot_from_conf(const struct conf *c, struct conf_errors *e)
     s->generation = 1;
     if (policy_load(&s->conf, &s->policy, e) == 0)
         snapshot_check_files(&s->conf, &s->policy, e);
+    if (e->n == 0)
+        dkimkeys_load(&s->conf, &s->policy, &s->dkim, e);
     if (e->n) {
         snapshot_put(s);
         return NULL;
@@ -81,6 +83,7 @@ void snapshot_put(struct snapshot *s)
     if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
         return;
     policy_free(&s->policy);
+    dkimkeys_free(&s->dkim);
     if (s->smarthost_pass) {
         explicit_bzero(s->smarthost_pass, strlen(s->smarthost_pass));
         free(s->smarthost_pass);

@@ -17,12 +17,14 @@
 #include <stdatomic.h>
 
 #include "conf/config.h"
+#include "conf/dkimkeys.h"
 #include "conf/policy.h"
 
 struct snapshot {
     struct conf conf;
     struct policy policy;
     char *smarthost_pass; /* from [remote] smarthost_password_file, NULL if none */
+    struct dkimkeys dkim; /* [dkim]: the signing keys of the local domains */
     atomic_uint refs;
     unsigned long generation; /* 1 for the first, +1 per reload (logs) */
 };

@@ -106,6 +106,10 @@ static const struct metric_def defs[M_N] = {
     [M_SEND_RETRIES] = {"tern_send_retries_total",
                         "Messages put back in the queue after a transient failure", MT_COUNTER,
                         NULL, NULL, METRICS_SEND, NULL, 0},
+    [M_CHECKS] = {"tern_inbound_checks_total",
+                  "Inbound SPF, DKIM and DMARC results on the smtp listener, by method and "
+                  "result (RFC 8601 words)",
+                  MT_COUNTER, "method", "result", METRICS_SERVE, NULL, 0},
     [M_START_TIME] = {"tern_start_time_seconds", "When the process started, in Unix time", MT_GAUGE,
                       NULL, NULL, ALL, NULL, 0},
     [M_SERIES_DROPPED] = {"tern_metrics_series_dropped_total",

@@ -55,6 +55,7 @@ enum metric_id {
     M_SINK_FAULTS,          /* {kind} injected */
     M_SEND_MESSAGES,        /* {result} sent / failed */
     M_SEND_RETRIES,         /* transient failures put back in the queue */
+    M_CHECKS,               /* {method, result} inbound SPF/DKIM/DMARC results (serve) */
     M_START_TIME,           /* process start, Unix seconds */
     M_SERIES_DROPPED,       /* label combinations over METRICS_SERIES_MAX */
     M_N

@@ -24,6 +24,7 @@
 #include "core/metrics.h"
 #include "deliver/remote.h"
 #include "deliver/route.h"
+#include "deliver/sts.h"
 #include "queue/dsn.h"
 #include "queue/schedule.h"
 #include "queue/store.h"
@@ -213,6 +214,7 @@ int attempt_queue_dsn(const struct attempt_env *ae, const struct snapshot *snap,
         return 0;
     struct buf text = {0};
     dsn_build(&info, env, msg, len, &text);
+    dkimkeys_sign(&snap->dkim, "", &text, "dsn"); /* From: MAILER-DAEMON@hostname */
     struct envelope d;
     char why[256];
     int rc = 1;
@@ -317,6 +319,14 @@ void attempt_run(struct attempt *a)
                              .timeout_ms = (unsigned)c->remote_timeout_ms,
                              .self = ae->self,
                              .nself = ae->nself};
+    char sts_dir[CONF_STR_MAX + 16]; /* MTA-STS policies: DATA_DIR/mta-sts/DOMAIN */
+    snprintf(sts_dir, sizeof(sts_dir), "%s/mta-sts", c->data_dir);
+    struct sts_conf sts = {.enabled = c->mta_sts,
+                           .ca = c->mta_sts_ca[0] ? c->mta_sts_ca : NULL,
+                           .port = c->mta_sts_port == 443 ? 0 : c->mta_sts_port,
+                           .cache_dir = sts_dir,
+                           .dns_servers = rc.dns_servers};
+    rc.sts = &sts;
     if (any_lmtp)
         attempt_lmtp(a, &env, &msg, &rc, lmtp, pick, now_s);
     free(lmtp);

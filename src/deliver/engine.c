@@ -249,6 +249,7 @@ static void pickup_item(void *ctx, struct envelope *in)
         envelope_set(&f->orcpt, r->orcpt);
         envelope_rcpt_result(f, ENV_RCPT_FAILED, out.created, text);
     }
+    dkimkeys_sign(&j->snap->dkim, out.sender, &msg, "pickup"); /* local mail: DKIM */
     if (qstore_commit(e->c.store, &out, msg.p, msg.len, why, sizeof(why)) < 0) {
         log_error("pickup id=%s: cannot queue it: %s; it stays in the pickup folder", in->id, why);
     } else {

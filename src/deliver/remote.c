@@ -18,11 +18,13 @@
  * MX host name, else defer); implicit.  The SMTP client sends CRLF only,
  * dot-stuffed, and refuses 8-bit data or UTF-8 addresses towards servers
  * that do not offer 8BITMIME / SMTPUTF8 (a permanent error for those
- * recipients).
+ * recipients).  MTA-STS (deliver/sts.c), for delivery by MX only: in
+ * enforce mode only the MX hosts of the policy are tried, with STARTTLS
+ * required and the certificate verified for the MX name, else 4.7.5.
  *
  * Connections are cached per worker thread (REMOTE_CACHE entries, keyed by
- * address, port, TLS policy and user) and reused while younger than
- * REMOTE_IDLE_S; a cached connection the server has closed meanwhile costs
+ * address, port, TLS policy (and the name verified) and user) and reused
+ * while younger than REMOTE_IDLE_S; a cached connection the server has closed meanwhile costs
  * one immediate reconnect (max_connects = 2).
  */
 #include "deliver/remote.h"
@@ -38,6 +40,7 @@
 
 #include "core/command.h"
 #include "core/log.h"
+#include "deliver/sts.h"
 #include "dns/dns.h"
 #include "queue/envelope.h"
 #include "smtp/client.h"
@@ -46,7 +49,7 @@
 #define REMOTE_IDLE_S 30
 
 struct remote_conn {
-    char key[400];
+    char key[700];
     struct smtp_client *c;
     time_t last;
 };
@@ -147,6 +150,8 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d,
     struct remote_try tries[DNS_MAX_HOSTS * DNS_MAX_ADDRS];
     size_t ntries = 0;
     char why[512];
+    static __thread struct sts_state sts; /* MODE_NONE unless by MX with a policy */
+    sts.mode = MTASTS_MODE_NONE;
 
     if (info && infosize)
         info[0] = '\0';
@@ -178,6 +183,10 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d,
         if (dns_route_drop_self(&route, rc->helo) < 0) {
             remote_all(res, n, RESULT_PERM, 554, "5.4.6",
                        "mail for %.100s loops back to myself (%.100s)", d->domain, rc->helo);
+            return;
+        }
+        if (sts_prepare(rc->sts, d->domain, d->tls_explicit, &route, &sts, why, sizeof(why)) < 0) {
+            remote_all(res, n, RESULT_TEMP, 451, "4.7.5", "%.300s", why);
             return;
         }
         unsigned port = (unsigned)atoi(rc->mx_port);
@@ -242,9 +251,10 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d,
             .give_up_ms = 60000,
             .max_connects = 2,
         };
-        char key[400];
-        snprintf(key, sizeof(key), "%s|%s|%d|%s", x->addr, x->port, d->tls,
-                 d->auth_user ? d->auth_user : "");
+        sts_client_conf(&sts, x->name, &cc);
+        char key[700]; /* MTA-STS may raise the TLS policy: the key says what the client does */
+        snprintf(key, sizeof(key), "%s|%s|%d|%d|%s|%s", x->addr, x->port, (int)cc.tls,
+                 cc.tls_verify, cc.tls_verify ? x->name : "", d->auth_user ? d->auth_user : "");
         struct smtp_client *c = remote_client(key, &cc);
         for (size_t i = 0; i < npending; i++)
             list[i] = e->rcpts[pending[i]];
@@ -252,6 +262,7 @@ void remote_deliver(const struct remote_conf *rc, const struct remote_dest *d,
         sub.rcpts = list;
         sub.nrcpt = npending;
         smtp_client_send(c, &sub, msg, len, rr);
+        sts_after(&sts, x->name, c, rr, npending);
         if (info && x->name[0] == '[') /* an address literal: no name to show twice */
             snprintf(info, infosize, "%s:%s tls=%s", x->name, x->port, smtp_client_tls_info(c));
         else if (info)

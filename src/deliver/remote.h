@@ -18,6 +18,8 @@
 #include "deliver/courier.h"
 #include "smtp/client.h"
 
+struct sts_conf;
+
 enum remote_tls { REMOTE_TLS_NONE = 0, REMOTE_TLS_MAY, REMOTE_TLS_VERIFY, REMOTE_TLS_IMPLICIT };
 
 struct remote_conf {
@@ -30,6 +32,7 @@ struct remote_conf {
     /* our own listening endpoints (port included): a next hop that is one of them is a loop */
     const struct sockaddr_storage *self;
     size_t nself;
+    const struct sts_conf *sts; /* MTA-STS for delivery by MX (deliver/sts.h); NULL: off */
 };
 
 struct remote_dest {
@@ -37,6 +40,7 @@ struct remote_dest {
     const char *host; /* next hop (name or [address]); NULL = by MX */
     const char *port;
     enum remote_tls tls;
+    bool tls_explicit; /* tls comes from the domain's own tls_policy (MTA-STS does not apply) */
     const char *auth_user, *auth_pass; /* smarthost AUTH, NULL = none */
 };
 

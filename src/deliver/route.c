@@ -400,6 +400,8 @@ void route_next_hop(const struct snapshot *snap, const char *domain, struct remo
         d->port = route->port;
         d->auth_user = d->auth_pass = NULL;
     }
-    if (route && route->tls >= 0)
+    if (route && route->tls >= 0) {
         d->tls = (enum remote_tls)route->tls;
+        d->tls_explicit = true; /* the domain's own tls_policy: MTA-STS does not apply */
+    }
 }

@@ -1025,3 +1025,93 @@ enum dns_qstatus dns_resolver_txt(struct dns_resolver *r, const char *name, stru
     }
     return DNS_Q_OK;
 }
+
+/* ---- SPF target names (appended for mailauth/spf.c) ---- */
+
+bool dns_qname_valid_any(const char *name, size_t len)
+{
+    size_t label = 0;
+    if (len > 0 && name[len - 1] == '.')
+        len--;
+    if (len == 0 || len > DNS_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+            continue;
+        }
+        if (c == '\\' || ((c < 0x21 || c > 0x7e) && c != ' '))
+            return false; /* a backslash would be c-ares' escape character */
+        if (++label > 63)
+            return false;
+    }
+    return label > 0;
+}
+
+enum dns_qstatus dns_resolver_query_any(struct dns_resolver *r, const char *name, int type,
+                                        unsigned char **abuf, size_t *alen, char *why,
+                                        size_t whylen)
+{
+    size_t len = strlen(name);
+    char qname[DNS_NAME_MAX + 1];
+    struct dns_raw *q;
+    enum dns_qstatus st;
+
+    *abuf = NULL;
+    *alen = 0;
+    if (why && whylen)
+        why[0] = '\0';
+    if (!dns_qname_valid_any(name, len)) {
+        dns_say(why, whylen, "%.*s%s: not a valid domain name", (int)(len > 64 ? 64 : len), name,
+                len > 64 ? "..." : "");
+        return DNS_Q_BADNAME;
+    }
+    if (dns_qname_valid(name, len))
+        return dns_resolver_query(r, name, type, abuf, alen, why, whylen);
+    /* the same query as dns_resolver_query(), for a name with other visible octets */
+    if (name[len - 1] == '.')
+        len--;
+    memcpy(qname, name, len);
+    qname[len] = '\0';
+    q = calloc(1, sizeof(*q));
+    if (!q) {
+        dns_say(why, whylen, "%s: out of memory", qname);
+        return DNS_Q_TEMP;
+    }
+    uint64_t budget =
+        DNS_SLACK_MS + (uint64_t)r->timeout_ms * (((uint64_t)1 << r->tries) - 1) * r->nservers;
+    q->status = ARES_ECANCELLED;
+    q->lk.pending = 1;
+    ares_query(r->ch, qname, 1 /* C_IN */, type, dns_raw_cb, q);
+    dns_wait(r, &q->lk, dns_now_ms() + budget);
+    if (q->lk.pending > 0)
+        ares_cancel(r->ch);
+    if (q->lk.pending != 0)
+        abort();
+    switch (q->status) {
+    case ARES_SUCCESS:
+        st = DNS_Q_OK;
+        break;
+    case ARES_ENOTFOUND:
+        st = DNS_Q_NXDOMAIN;
+        break;
+    case ARES_ENODATA:
+        st = DNS_Q_NODATA;
+        break;
+    default:
+        st = DNS_Q_TEMP;
+        break;
+    }
+    if (st == DNS_Q_OK) {
+        *abuf = q->abuf;
+        *alen = q->alen;
+    } else {
+        free(q->abuf);
+        dns_say(why, whylen, "%s: type %d lookup: %s", qname, type, dns_status_text(q->status));
+    }
+    free(q);
+    return st;
+}

@@ -177,4 +177,18 @@ const char *dns_qstatus_name(enum dns_qstatus s);
 /* Null MX (RFC 7505): exactly one MX record and its exchange is the root. */
 bool dns_is_null_mx(size_t nmx, const char *first_exchange);
 
+/* ---- SPF target names (appended for mailauth/spf.c) ----
+ *
+ * SPF builds query names from a record's text and the sender's local part
+ * (RFC 7208 7.1: a domain-spec may hold any visible character but '%'), so
+ * "foo:bar/baz.example.com" or "first+tag._spf.example.org" must still be
+ * asked.  dns_qname_valid_any(): 1..DNS_NAME_MAX octets (one final dot
+ * allowed on top), labels of 1..63 octets of visible ASCII or space, no
+ * backslash (c-ares' escape).  dns_resolver_query_any(): dns_resolver_query()
+ * for such names. */
+bool dns_qname_valid_any(const char *name, size_t len);
+enum dns_qstatus dns_resolver_query_any(struct dns_resolver *r, const char *name, int type,
+                                        unsigned char **abuf, size_t *alen, char *why,
+                                        size_t whylen);
+
 #endif

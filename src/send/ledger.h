@@ -14,6 +14,14 @@
  * instant, and only a power failure or kernel crash can lose the last few
  * (whose recipients would then be sent again: a duplicate, never a loss).
  * With power_safe true (synchronous=FULL) every commit is also fsynced.
+ *
+ * Bulk-sender rules (schema version 2, added to a version-1 ledger when it
+ * is opened: old ledgers keep working): bounces, one row per lower-cased
+ * address whatever the campaign (hard or soft, the status code, the time;
+ * a hard bounce is never downgraded by a later soft one); tokens, the
+ * per-recipient token of the return path and unsubscribe URL -> (campaign,
+ * recipient), written before anything is sent so that a bounce arriving at
+ * once finds it; meta, the token secret made when none is given.
  */
 #ifndef TERN_SEND_LEDGER_H
 #define TERN_SEND_LEDGER_H
@@ -41,5 +49,30 @@ int64_t ledger_min_window_sent(struct ledger *l, const char *campaign, const cha
 /* Write every permanent failure of campaign as CSV (email,window,attempts,detail). */
 int ledger_report(struct ledger *l, const char *campaign, const char *csv_path, char *why,
                   size_t whysize);
+
+enum ledger_bounce { LEDGER_BOUNCE_NONE = 0, LEDGER_BOUNCE_SOFT, LEDGER_BOUNCE_HARD };
+
+/* Record a bounce of rcpt (kind SOFT or HARD; a SOFT never replaces a HARD). */
+int ledger_bounce_put(struct ledger *l, const char *rcpt, enum ledger_bounce kind,
+                      const char *status, const char *detail, const char *campaign);
+/* The bounce state of rcpt (any campaign); -1 on a database error. */
+int ledger_bounce_get(struct ledger *l, const char *rcpt, enum ledger_bounce *kind);
+/* Remember token -> (campaign, rcpt); inside ledger_begin()/ledger_commit() for many. */
+int ledger_token_put(struct ledger *l, const char *token, const char *campaign, const char *rcpt);
+/* 1 found (campaign and rcpt filled), 0 not found, -1 error. */
+int ledger_token_find(struct ledger *l, const char *token, char *campaign, size_t csize, char *rcpt,
+                      size_t rsize);
+/* 1 if rcpt has a row in sends (any campaign), 0 if not, -1 on error. */
+int ledger_rcpt_known(struct ledger *l, const char *rcpt);
+int ledger_begin(struct ledger *l);
+int ledger_commit(struct ledger *l);
+/* The ledger's own 32-octet token secret (made at random and kept the first time). */
+int ledger_secret(struct ledger *l, unsigned char out[32]);
+
+struct ledger_counts {
+    unsigned long sent, transient, permanent, bounced_hard, bounced_soft;
+};
+/* Counts of campaign (NULL: every campaign); bounces of its recipients. */
+int ledger_counts(struct ledger *l, const char *campaign, struct ledger_counts *c);
 
 #endif

@@ -14,6 +14,7 @@
  * moment it is known, so kill -9 at any instant loses nothing: at most the
  * messages in flight (one per worker) may be sent again by the next run.
  */
+#include "send/dkimsign.h"
 #include "send/send.h"
 
 #include <errno.h>
@@ -35,9 +36,11 @@
 #include "core/metrics.h"
 #include "core/num.h"
 #include "send/csv.h"
+#include "send/ingest.h"
 #include "send/ledger.h"
 #include "send/remind.h"
 #include "send/template.h"
+#include "send/unsub.h"
 #include "smtp/client.h"
 #include "smtp/httpmetrics.h"
 
@@ -56,6 +59,9 @@ struct send_opts {
     const char *list, *template_path, *from, *server, *ledger_path, *campaign, *report;
     const char *dry_run, *email_col, *expires_col, *remind, *now_str;
     const char *metrics;     /* --metrics ADDR:PORT, NULL = none */
+    struct bulk_opts bulk;   /* --return-path, --unsubscribe-*, --token-secret, --suppress */
+    const char *bounces;     /* --bounces MAILDIR, NULL = none */
+    struct send_dkim dkim;   /* --dkim-key, --dkim-selector, --dkim-domain */
     uint64_t metrics_linger; /* ms the metrics stay up after the run */
     const char *auth_user, *auth_pass_file, *tls_ca;
     enum smtp_tls_policy tls;
@@ -71,6 +77,8 @@ struct sender {
     struct csv_table table;
     struct template *tpl;
     struct ledger *ledger;
+    struct bulk *bulk; /* the bulk-sender rules (send/unsub.c) */
+    unsigned long skipped_suppressed, skipped_bounced;
     time_t now;
     char host[256], port[16];
     char *auth_pass;
@@ -141,10 +149,30 @@ static const char send_usage[] =
     "                            row and window, only the latest due window is sent\n"
     "  --expires-column NAME     expiry date/time column, ISO 8601 (default expires)\n"
     "  --now TIME                the current time (ISO 8601; or env TERN_NOW), for tests\n"
+    "DKIM (each message signed last, after every header is added):\n"
+    "  --dkim-key FILE           sign with this PEM private key (RSA or Ed25519;\n"
+    "                            repeatable, e.g. both: dual signing)\n"
+    "  --dkim-selector S         its selector (one per --dkim-key, in the same order)\n"
+    "  --dkim-domain D           d= of the signatures (default: the domain of --from)\n"
     "Other:\n"
     "  --quiet                   no progress, only the summary\n"
     "  --metrics ADDR:PORT       Prometheus metrics at http://ADDR:PORT/metrics during the run\n"
     "  --metrics-linger D        keep them up D after the run, for a last scrape (default 0)\n"
+    "Bulk-sender rules ({{token}}, {{rcpt_verp}}, {{campaign}}, {{email}} or a column):\n"
+    "  --return-path PATTERN     envelope sender per message (VERP), e.g.\n"
+    "                            'bounces+{{token}}@example.org'\n"
+    "  --unsubscribe-url PATTERN List-Unsubscribe https URL + List-Unsubscribe-Post\n"
+    "                            One-Click (RFC 8058), e.g. 'https://example.org/u/{{token}}'\n"
+    "  --unsubscribe-mailto PAT  List-Unsubscribe mailto address, e.g.\n"
+    "                            'unsubscribe+{{token}}@example.org'\n"
+    "  --token-secret FILE       HMAC secret of {{token}} (first line, >= 16 octets;\n"
+    "                            default: the ledger's own; a 'token' column wins)\n"
+    "  --suppress FILE           skip the addresses in FILE (one per line, # comments)\n"
+    "  --bounces MAILDIR         read the bounces in MAILDIR into the ledger first;\n"
+    "                            hard-bounced addresses are skipped by every run\n"
+    "  tern send ingest-bounce --ledger FILE      one bounce on stdin (a pipe alias)\n"
+    "  tern send ingest-bounces --ledger FILE DIR the bounces of a Maildir\n"
+    "  tern send report --ledger FILE [--campaign NAME]   the ledger's counts\n"
     "Durations: 50ms, 2s, 5m, 1h.  Exit status: 0 all sent, 1 a permanent failure or a bad\n"
     "row, 75 transient failures remain (run again later), 2 usage or input error.\n";
 
@@ -214,6 +242,10 @@ static int send_plan(struct sender *sd, unsigned long *bad, unsigned long *skipp
     sd->jobs = calloc(t->nrows ? t->nrows : 1, sizeof(struct job));
     if (!seen.keys || !seen.lines || !sd->jobs)
         fatal("out of memory");
+    if (bulk_uses_token(sd->bulk) && ledger_begin(sd->ledger) < 0) { /* tokens: one commit */
+        fprintf(stderr, "tern send: ledger %s: cannot begin a transaction\n", sd->o.ledger_path);
+        return -1;
+    }
 
     for (size_t i = 0; i < t->nrows; i++) {
         const struct csv_row *r = &t->rows[i];
@@ -249,6 +281,15 @@ static int send_plan(struct sender *sd, unsigned long *bad, unsigned long *skipp
             fprintf(stderr, "tern send: %s:%lu: %s already on line %zu; row skipped\n", sd->o.list,
                     r->line, email, dup);
             (*bad)++;
+            continue;
+        }
+        enum bulk_skip bs; /* suppressed, hard bounce; else its token recorded */
+        if (bulk_plan(sd->bulk, sd->ledger, sd->o.campaign, t, r, j->key, &bs) < 0) {
+            fprintf(stderr, "tern send: ledger %s: read or write error\n", sd->o.ledger_path);
+            return -1;
+        }
+        if (bs != BULK_SEND) {
+            (*(bs == BULK_SUPPRESSED ? &sd->skipped_suppressed : &sd->skipped_bounced))++;
             continue;
         }
         if (sd->o.remind) {
@@ -293,6 +334,10 @@ static int send_plan(struct sender *sd, unsigned long *bad, unsigned long *skipp
         free(seen.keys[i]);
     free(seen.keys);
     free(seen.lines);
+    if (bulk_uses_token(sd->bulk) && ledger_commit(sd->ledger) < 0) {
+        fprintf(stderr, "tern send: ledger %s: cannot commit the tokens\n", sd->o.ledger_path);
+        return -1;
+    }
     return 0;
 }
 
@@ -395,6 +440,7 @@ static void *worker(void *arg)
     };
     struct smtp_client *c = smtp_client_new(&cc);
     struct render_opts ro = {.from = sd->o.from, .now = sd->now};
+    struct bulk_msg bm; /* this message's return path and List-Unsubscribe */
     char why[512];
     long idx;
 
@@ -409,13 +455,21 @@ static void *worker(void *arg)
 
         ro.to = j->rcpt;
         ro.msgid_seed = j->key;
-        if (template_render(sd->tpl, &sd->table, row, &ro, &msg, &len, why, sizeof(why)) < 0) {
+        int brc =
+            bulk_message(sd->bulk, sd->o.campaign, &sd->table, row, j->key, &bm, why, sizeof(why));
+        ro.list_unsubscribe = bm.list_unsubscribe;
+        ro.one_click = bm.one_click;
+        if (brc < 0 ||
+            template_render(sd->tpl, &sd->table, row, &ro, &msg, &len, why, sizeof(why)) < 0 ||
+            send_dkim_sign(&sd->o.dkim, &msg, &len, why, sizeof(why)) < 0) {
             result_fail(&res, RESULT_PERM, "5.3.0", "%s", why);
             fprintf(stderr, "tern send: %s; row skipped\n", why);
         } else {
             rate_wait(sd);
             const struct smtp_rcpt rcpt = {.addr = j->rcpt}; /* no DSN parameters */
-            const struct smtp_envelope env = {.from = sd->o.from, .rcpts = &rcpt, .nrcpt = 1};
+            const char *mail_from = bm.return_path[0] ? bm.return_path : sd->o.from; /* VERP */
+            const struct smtp_envelope env = {
+                .from = mail_from, .envid = bm.envid, .rcpts = &rcpt, .nrcpt = 1};
             smtp_client_send(c, &env, msg, len, &res);
         }
         free(msg);
@@ -483,10 +537,15 @@ static int send_dry_run(struct sender *sd)
         struct job *j = &sd->jobs[i];
         char *msg;
         size_t len;
+        struct bulk_msg bm;
         ro.to = j->rcpt;
         ro.msgid_seed = j->key;
-        if (template_render(sd->tpl, &sd->table, &sd->table.rows[j->row], &ro, &msg, &len, why,
-                            sizeof(why)) < 0) {
+        int brc = bulk_message(sd->bulk, sd->o.campaign, &sd->table, &sd->table.rows[j->row],
+                               j->key, &bm, why, sizeof(why));
+        ro.list_unsubscribe = bm.list_unsubscribe;
+        ro.one_click = bm.one_click;
+        if (brc < 0 || template_render(sd->tpl, &sd->table, &sd->table.rows[j->row], &ro, &msg,
+                                       &len, why, sizeof(why)) < 0) {
             fprintf(stderr, "tern send: %s; row skipped\n", why);
             sd->perm++;
             continue;
@@ -504,8 +563,10 @@ static int send_dry_run(struct sender *sd)
         free(msg);
         sd->sent++;
     }
-    printf("dry run: %lu messages rendered into %s, %lu could not be rendered\n",
-           (unsigned long)sd->sent, sd->o.dry_run, (unsigned long)sd->perm);
+    printf("dry run: %lu messages rendered into %s, %lu could not be rendered; skipped %lu: "
+           "hard bounce, %lu: suppressed\n",
+           (unsigned long)sd->sent, sd->o.dry_run, (unsigned long)sd->perm, sd->skipped_bounced,
+           sd->skipped_suppressed);
     return sd->perm ? 1 : 0;
 }
 
@@ -544,6 +605,15 @@ enum {
     O_QUIET,
     O_METRICS,
     O_METRICS_LINGER,
+    O_RETURN_PATH, /* bulk-sender rules: keep in step with send_options[] */
+    O_UNSUB_URL,
+    O_UNSUB_MAILTO,
+    O_TOKEN_SECRET,
+    O_SUPPRESS,
+    O_BOUNCES,
+    O_DKIM_KEY,
+    O_DKIM_SELECTOR,
+    O_DKIM_DOMAIN,
     O_HELP,
 };
 
@@ -580,6 +650,15 @@ static const struct option send_options[] = {
     {"quiet", no_argument, NULL, O_QUIET},
     {"metrics", required_argument, NULL, O_METRICS},
     {"metrics-linger", required_argument, NULL, O_METRICS_LINGER},
+    {"return-path", required_argument, NULL, O_RETURN_PATH},
+    {"unsubscribe-url", required_argument, NULL, O_UNSUB_URL},
+    {"unsubscribe-mailto", required_argument, NULL, O_UNSUB_MAILTO},
+    {"token-secret", required_argument, NULL, O_TOKEN_SECRET},
+    {"suppress", required_argument, NULL, O_SUPPRESS},
+    {"bounces", required_argument, NULL, O_BOUNCES},
+    {"dkim-key", required_argument, NULL, O_DKIM_KEY},
+    {"dkim-selector", required_argument, NULL, O_DKIM_SELECTOR},
+    {"dkim-domain", required_argument, NULL, O_DKIM_DOMAIN},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -635,6 +714,11 @@ int send_main(int argc, char **argv)
     o->reconnect_base = 1000;
     o->reconnect_max = 60000;
     o->give_up = 600000;
+    if (argc > 1 && (strcmp(argv[1], "ingest-bounce") == 0 ||
+                     strcmp(argv[1], "ingest-bounces") == 0)) /* send/ingest.c */
+        return ingest_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "report") == 0)
+        return ingest_report_main(argc - 1, argv + 1);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", send_options, NULL)) != -1) {
         const char *name = c >= O_TO && c <= O_HELP ? send_options[c - O_TO].name : "";
@@ -750,6 +834,30 @@ int send_main(int argc, char **argv)
                 o->metrics_linger > 3600000)
                 return usage_error(name, optarg, "expected a duration up to 1h, e.g. 30s");
             break;
+        case O_RETURN_PATH:
+            o->bulk.return_path = optarg;
+            break;
+        case O_UNSUB_URL:
+            o->bulk.unsub_url = optarg;
+            break;
+        case O_UNSUB_MAILTO:
+            o->bulk.unsub_mailto = optarg;
+            break;
+        case O_TOKEN_SECRET:
+            o->bulk.token_secret = optarg;
+            break;
+        case O_SUPPRESS:
+            o->bulk.suppress = optarg;
+            break;
+        case O_BOUNCES:
+            o->bounces = optarg;
+            break;
+        case O_DKIM_KEY:
+        case O_DKIM_SELECTOR:
+        case O_DKIM_DOMAIN:
+            if (send_dkim_option(&o->dkim, (enum send_dkim_opt)(c - O_DKIM_KEY), optarg) < 0)
+                return 2;
+            break;
         case O_HELP:
         case 'h':
             fputs(send_usage, stdout);
@@ -769,6 +877,8 @@ int send_main(int argc, char **argv)
     struct mailaddr fa;
     if (o->from[0] && addr_parse_mailbox(o->from, strlen(o->from), ADDR_ALLOW_UTF8, &fa) != 0)
         return usage_error("from", o->from, "not a valid address");
+    if (send_dkim_load(&o->dkim, o->from) < 0)
+        return 2;
     /* server */
     const char *colon = strrchr(o->server, ':');
     if (!colon || colon == o->server || strlen(colon + 1) >= sizeof(sd.port) ||
@@ -823,6 +933,27 @@ int send_main(int argc, char **argv)
         fprintf(stderr, "tern send: %s\n", why);
         return 2;
     }
+    if ((o->bulk.unsub_url || o->bulk.unsub_mailto) &&
+        template_has_field(sd.tpl, "List-Unsubscribe")) {
+        fprintf(stderr,
+                "tern send: %s has its own List-Unsubscribe: drop it or the "
+                "--unsubscribe-* options\n",
+                o->template_path);
+        return 2;
+    }
+    if (!(sd.bulk = bulk_new(&o->bulk, &sd.table, sd.ledger, why, sizeof(why)))) {
+        fprintf(stderr, "tern send: %s\n", why);
+        return 2;
+    }
+    if (o->bounces) { /* before the plan, so that what bounced is skipped now */
+        struct ingest_stats is = {0};
+        if (ingest_maildir(sd.ledger, o->bounces, &is, 0, why, sizeof(why)) < 0) {
+            fprintf(stderr, "tern send: --bounces %s: %s\n", o->bounces, why);
+            return 2;
+        }
+        printf("bounces read: %lu messages, %lu hard, %lu soft, %lu not matched\n", is.messages,
+               is.hard, is.soft, is.unmatched);
+    }
     unsigned long bad = 0, skipped_sent = 0, skipped_failed = 0, not_due = 0;
     if (send_plan(&sd, &bad, &skipped_sent, &skipped_failed, &not_due) < 0)
         return 2;
@@ -866,11 +997,17 @@ int send_main(int argc, char **argv)
            skipped_failed && !o->retry_failed ? " (--retry-failed)" : "");
     if (o->remind)
         printf(", %lu not due", not_due);
+    printf(", %lu: hard bounce, %lu: suppressed", sd.skipped_bounced, sd.skipped_suppressed);
     printf("; %.2f s, %llu connections, %llu reconnects, %llu 421 replies\n", el,
            (unsigned long long)sd.totals.connects, (unsigned long long)sd.totals.reconnects,
            (unsigned long long)sd.totals.replies_421);
     if (sd.perm && ledger_report(sd.ledger, o->campaign, o->report, why, sizeof(why)) == 0)
         printf("permanent failures listed in %s\n", o->report);
+    struct ledger_counts lc; /* the campaign as a whole, all runs */
+    if (ledger_counts(sd.ledger, o->campaign, &lc) == 0)
+        printf("ledger, campaign %s: sent %lu, failed %lu, bounced hard %lu, bounced soft %lu, "
+               "unsubscribed: not tracked\n",
+               o->campaign, lc.sent, lc.permanent + lc.transient, lc.bounced_hard, lc.bounced_soft);
     if (fflush(stdout) != 0)
         return 2;
     if (hm && o->metrics_linger) {
@@ -886,6 +1023,8 @@ int send_main(int argc, char **argv)
         explicit_bzero(sd.auth_pass, strlen(sd.auth_pass));
         free(sd.auth_pass);
     }
+    bulk_free(sd.bulk);
+    send_dkim_free(&o->dkim);
     template_free(sd.tpl);
     csv_table_free(&sd.table);
     free(sd.jobs);

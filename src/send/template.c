@@ -504,6 +504,11 @@ static int template_has(const struct template *tp, const char *name)
     return 0;
 }
 
+int template_has_field(const struct template *tp, const char *name)
+{
+    return template_has(tp, name);
+}
+
 /* "Name: value" with value encoded and folded, then CRLF. */
 static void template_put_field(struct buf *out, const char *name, const char *value)
 {
@@ -689,6 +694,23 @@ int template_render(const struct template *tp, const struct csv_table *t, const 
                           "%s:%lu: the header '%s' would have a line longer than %d octets "
                           "(a word too long to fold)",
                           list, row->line, f->name, MIME_LINE_HARD);
+            goto fail;
+        }
+    }
+
+    if (o->list_unsubscribe && o->list_unsubscribe[0]) {
+        if (strpbrk(o->list_unsubscribe, "\r\n") != NULL) {
+            template_fail(why, whysize, "%s:%lu: List-Unsubscribe value with a line break", list,
+                          row->line);
+            goto fail;
+        }
+        size_t start = h.len;
+        template_put_field(&h, "List-Unsubscribe", o->list_unsubscribe);
+        if (o->one_click)
+            template_put_field(&h, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+        if (template_header_lines_ok(h.p + start, h.len - start) != 0) {
+            template_fail(why, whysize, "%s:%lu: the List-Unsubscribe line is too long", list,
+                          row->line);
             goto fail;
         }
     }

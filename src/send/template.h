@@ -18,6 +18,9 @@
  *    Content-Transfer-Encoding (7bit for ASCII bodies, 8bit otherwise, or
  *    quoted-printable when a body line exceeds 998 octets) are added; From
  *    and To are added from the envelope when the template has none;
+ *  - List-Unsubscribe and List-Unsubscribe-Post are added when render_opts
+ *    says so (a template that has its own is refused by template_has_field
+ *    checks in send.c);
  *  - the output has CRLF line endings only.
  */
 #ifndef TERN_SEND_TEMPLATE_H
@@ -35,6 +38,11 @@ struct render_opts {
     const char *to;         /* the recipient, for To: when absent */
     time_t now;             /* for Date: */
     const char *msgid_seed; /* mixed into the Message-ID (e.g. ledger key), may be NULL */
+    /* List-Unsubscribe (RFC 2369) value, already checked (send/unsub.c), NULL = none; with
+     * one_click also List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058).  Both go
+     * right after the template's own fields, so that a DKIM signature made later covers them. */
+    const char *list_unsubscribe;
+    int one_click;
 };
 
 struct template *template_load(const char *path, char *why, size_t whysize);
@@ -47,6 +55,8 @@ int template_render(const struct template *tp, const struct csv_table *t, const 
                     const struct render_opts *o, char **out, size_t *outlen, char *why,
                     size_t whysize);
 void template_free(struct template *tp);
+/* Does the template have a header field of this name (case-insensitive)? */
+int template_has_field(const struct template *tp, const char *name);
 
 /* RFC 2047-encode s if it is not plain ASCII (else copy); output folded with CRLF SP.
  * name_len: length of "Name: " already on the line.  Returns malloc'ed string. */

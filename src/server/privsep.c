@@ -186,7 +186,8 @@ int privsep_prepare(const struct conf *c, const struct privsep *ps, char *why, s
     }
     if (privsep_folder(c->data_dir, "queue", PRIVSEP_DEPTH_MAX, ps, why, whylen) < 0 ||
         privsep_folder(c->data_dir, "pickup", PRIVSEP_DEPTH_MAX, ps, why, whylen) < 0 ||
-        privsep_folder(c->data_dir, "mail", 0, ps, why, whylen) < 0)
+        privsep_folder(c->data_dir, "mail", 0, ps, why, whylen) < 0 ||
+        privsep_folder(c->data_dir, "mta-sts", 1, ps, why, whylen) < 0) /* MTA-STS policies */
         return -1;
     return 0;
 }

@@ -17,6 +17,10 @@
  * commit; a full disk answers 452, any other failure 451.  The committed
  * item then goes to the delivery engine.
  *
+ * Unauthenticated mail on the smtp listener is checked first (checks.c):
+ * SPF at MAIL FROM, DKIM and DMARC at end of data, each on the checks pool;
+ * the session waits for them as for the commit.
+ *
  * AUTH resists guessing.  The password is hashed (yescrypt, tens of
  * milliseconds of CPU) on a small pool of its own, never on the event loop,
  * and the session waits (SMTP_V_PENDING) meanwhile.  At most
@@ -54,6 +58,7 @@
 #include "deliver/engine.h"
 #include "deliver/route.h"
 #include "queue/store.h"
+#include "server/checks.h"
 #include "server/serve.h"
 #include "server/throttle.h"
 #include "server/workers.h"
@@ -69,7 +74,7 @@
 /* The configuration this session started with. */
 static struct snapshot *receive_snap(struct smtp_session *s)
 {
-    return smtp_session_data(s);
+    return ((struct receive_session *)smtp_session_data(s))->snap;
 }
 
 /* "local@domain" of a recipient; the bare RCPT TO:<Postmaster> of RFC 5321 4.5.1
@@ -94,7 +99,11 @@ static void receive_connect(void *ctx, struct smtp_session *s, struct smtp_verdi
 {
     struct serve *sv = ctx;
     (void)v;
-    smtp_session_set_data(s, snapshot_ref(sv->snap));
+    struct receive_session *rs = calloc(1, sizeof(*rs));
+    if (!rs)
+        fatal("out of memory");
+    rs->snap = snapshot_ref(sv->snap);
+    smtp_session_set_data(s, rs);
 }
 
 static void receive_close(void *ctx, struct smtp_session *s)
@@ -102,7 +111,12 @@ static void receive_close(void *ctx, struct smtp_session *s)
     struct serve *sv = ctx;
     if (sv->auth)
         receive_auth_cancel(sv->auth, s);
-    snapshot_put(smtp_session_data(s));
+    struct receive_session *rs = smtp_session_data(s);
+    if (rs) {
+        checks_session_close(rs);
+        snapshot_put(rs->snap);
+        free(rs);
+    }
     smtp_session_set_data(s, NULL);
 }
 
@@ -143,11 +157,13 @@ void receive_init(struct serve *sv)
     ra->users = throttle_new(RECEIVE_THROTTLE_ENTRIES, seed[1]);
     atomic_init(&ra->stopping, false);
     sv->auth = ra;
+    checks_init(sv);
 }
 
 void receive_free(struct serve *sv)
 {
     struct receive_auth *ra = sv->auth;
+    checks_free(sv); /* checks in flight end (skipped if not begun) and answer */
     if (!ra)
         return;
     atomic_store(&ra->stopping, true);
@@ -314,7 +330,9 @@ static void receive_mail(void *ctx, struct smtp_session *s, const struct mail_pa
     if (qstore_check_room(sv->store, &lim, p->size_given ? p->size : 0, why, sizeof(why)) < 0) {
         log_warn("session %llu: refusing mail: %s", (unsigned long long)smtp_session_id(s), why);
         smtp_verdict_set(v, 452, "4.3.1", "Insufficient system storage");
+        return;
     }
+    checks_mail(sv, s, smtp_session_data(s), p, v); /* SPF (checks.c) */
 }
 
 static void receive_rcpt(void *ctx, struct smtp_session *s, const struct rcpt_params *p,
@@ -403,6 +421,28 @@ static void commit_done(void *arg)
     free(j);
 }
 
+/* The inbound checks are done (checks.c): refuse, or commit the message they tagged. */
+static void receive_checked(void *arg, const struct smtp_verdict *refuse)
+{
+    struct commit_job *j = arg;
+    struct smtp_verdict v;
+    if (!refuse && !j->sv->commit_pool) { /* shutting down: the client was not told 250 */
+        memset(&v, 0, sizeof(v));
+        smtp_verdict_set(&v, 451, "4.3.2", "Service shutting down, try again later");
+        refuse = &v;
+    }
+    if (!refuse) {
+        workers_submit(j->sv->commit_pool, commit_run, commit_done, j);
+        return;
+    }
+    j->sv->refused++;
+    smtp_server_resume(j->srv, j->session_id, refuse);
+    envelope_free(j->env);
+    free(j->env);
+    buf_free(&j->msg);
+    free(j);
+}
+
 /* "Received: from HELO (PEER) by HOST (tern) with ESMTPSA id ID for <rcpt>; DATE" */
 static void receive_received(const struct conf *c, struct smtp_session *s, const struct smtp_txn *t,
                              struct buf *out)
@@ -470,12 +510,15 @@ static void receive_message(void *ctx, struct smtp_session *s, struct smtp_txn *
     }
     receive_received(&snap->conf, s, t, &j->msg);
     buf_append(&j->msg, t->body.p, t->body.len);
+    if (au) /* an authenticated submission of a local domain with keys: DKIM */
+        dkimkeys_sign(&snap->dkim, env->sender, &j->msg, "submission");
     j->sv = sv;
     j->srv = smtp_session_server(s);
     j->session_id = smtp_session_id(s);
     j->env = env;
     v->action = SMTP_V_PENDING;
-    workers_submit(sv->commit_pool, commit_run, commit_done, j);
+    if (!checks_message(sv, s, smtp_session_data(s), env, &j->msg, receive_checked, j))
+        workers_submit(sv->commit_pool, commit_run, commit_done, j);
 }
 
 const struct smtp_hooks receive_hooks = {

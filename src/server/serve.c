@@ -171,8 +171,8 @@ static void serve_reload(struct serve *sv)
     sv->snap = snap; /* new sessions and attempts take this one */
     engine_set_snapshot(sv->engine, snap);
     snapshot_put(old);
-    log_info("reloaded %s (configuration %lu): %zu local domains", sv->conf_path, snap->generation,
-             snap->policy.n);
+    log_info("reloaded %s (configuration %lu): %zu local domains, %zu DKIM keys", sv->conf_path,
+             snap->generation, snap->policy.n, snap->dkim.n);
 }
 
 /* New TLS handshakes take the certificate and key named by the snapshot in
@@ -464,8 +464,8 @@ int serve_main(int argc, char **argv)
         if (!sigev[i] || event_add(sigev[i], NULL) < 0)
             fatal("cannot watch signals");
     }
-    log_info("ready: hostname=%s data_dir=%s domains=%zu queued=%zu", cf->hostname, cf->data_dir,
-             sv.snap->policy.n, qstore_count(sv.store));
+    log_info("ready: hostname=%s data_dir=%s domains=%zu queued=%zu dkim_keys=%zu", cf->hostname,
+             cf->data_dir, sv.snap->policy.n, qstore_count(sv.store), sv.snap->dkim.n);
     notify_ready(qstore_count(sv.store), (unsigned)serve_nsessions(&sv));
     struct timeval notify_every = {1, 0};
     if (notify_enabled() &&

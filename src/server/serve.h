@@ -13,6 +13,7 @@
  *
  *   receive.c  session hooks: AUTH, sender and recipient policy, Received:,
  *              the queue commit before the 250
+ *   checks.c   inbound SPF, DKIM, DMARC and Authentication-Results ([checks])
  *   serve.c    options, start-up, the engine's timer and executor, the
  *              pickup watch, signals (HUP reload, USR1 retry, TERM stop)
  *   notify.c   sd_notify to systemd: READY, RELOADING, STOPPING, STATUS
@@ -32,6 +33,7 @@ struct qstore;
 struct smtp_hooks;
 struct smtp_server;
 struct receive_auth;
+struct checks;
 struct snapshot;
 struct workers;
 typedef struct ssl_ctx_st SSL_CTX;
@@ -48,6 +50,7 @@ struct serve {
     struct qstore *store, *pickup;
     struct workers *commit_pool, *deliver_pool;
     struct receive_auth *auth; /* password checks and failure counts (receive.c) */
+    struct checks *checks;     /* inbound SPF, DKIM, DMARC (checks.c) */
     struct smtp_server *smtp, *submission;
     struct engine *engine;
     struct event *timer; /* the engine's next wake-up */

@@ -82,6 +82,7 @@ struct smtp_client {
     struct rcpt_result err;  /* the last connection-level error (always TEMP) */
     struct rcpt_result fail; /* the result of a failed session or transaction */
     char tls_info[96];
+    char tls_cert[96]; /* the certificate's check even when not enforced: "valid" or why not */
     struct smtp_client_stats stats;
     uint64_t rng;
 };
@@ -434,6 +435,8 @@ static int conn_tls(struct smtp_client *c, bool verify)
         }
     } else {
         SSL_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
+        if (name[0] != '[')
+            (void)SSL_set1_host(c->ssl, name); /* checked, not enforced: tls_cert */
     }
     for (;;) {
         int r = SSL_connect(c->ssl);
@@ -453,6 +456,9 @@ static int conn_tls(struct smtp_client *c, bool verify)
     }
     snprintf(c->tls_info, sizeof(c->tls_info), "%s %s", SSL_get_version(c->ssl),
              verify ? "verified" : "not verified");
+    long cv = SSL_get_verify_result(c->ssl);
+    snprintf(c->tls_cert, sizeof(c->tls_cert), "%s",
+             cv == X509_V_OK ? "valid" : X509_verify_cert_error_string(cv));
     return 0;
 }
 
@@ -588,6 +594,7 @@ static enum client_rc client_connect(struct smtp_client *c)
     bool verify = c->conf.tls_verify;
 
     snprintf(c->tls_info, sizeof(c->tls_info), "none");
+    snprintf(c->tls_cert, sizeof(c->tls_cert), "no TLS");
     line_reader_init(&c->lr, CLIENT_LINE_MAX);
     if ((c->conf.unix_path ? conn_unix(c) : conn_tcp(c)) < 0) {
         metrics_inc(M_CLIENT_CONNECT_FAILS, NULL, NULL);
@@ -1183,4 +1190,9 @@ const struct smtp_client_stats *smtp_client_stats(const struct smtp_client *c)
 const char *smtp_client_tls_info(const struct smtp_client *c)
 {
     return c->tls_info;
+}
+
+const char *smtp_client_tls_cert(const struct smtp_client *c)
+{
+    return c->tls_cert[0] ? c->tls_cert : "no TLS";
 }

@@ -105,5 +105,9 @@ void smtp_client_free(struct smtp_client *c);
 const struct smtp_client_stats *smtp_client_stats(const struct smtp_client *c);
 /* The TLS state of the current / last connection, e.g. "TLSv1.3 verified", "none". */
 const char *smtp_client_tls_info(const struct smtp_client *c);
+/* The peer certificate of the current / last connection checked against the CA
+ * file and the TLS name even when not enforced (MTA-STS testing mode): "valid",
+ * "no TLS", or OpenSSL's reason ("hostname mismatch", ...). */
+const char *smtp_client_tls_cert(const struct smtp_client *c);
 
 #endif

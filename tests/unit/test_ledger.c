@@ -3,7 +3,10 @@
  * directory: put / get / update of one key, attempts counted, keys that
  * differ only by campaign or window, recipients lower-cased, the smallest
  * window sent, the CSV report (header row, quoting, permanent failures
- * only), WAL mode on disk, and data kept across close and reopen.
+ * only), WAL mode on disk, and data kept across close and reopen.  Schema
+ * version 2: a version-1 file migrated with its rows kept, a file from a
+ * newer tern refused, bounces (a soft one never downgrades a hard one),
+ * tokens, the secret made once, and the counts per campaign.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -219,6 +222,75 @@ static void test_open_errors(void **state)
     assert_non_null(strstr(why, "junk.db: sqlite: "));
 }
 
+static void test_migrate_v1(void **state)
+{
+    struct fixture *fx = *state;
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(fx->db, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(h,
+                     "CREATE TABLE sends (campaign TEXT NOT NULL, rcpt TEXT NOT NULL, "
+                     "\"window\" TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL "
+                     "DEFAULT 0, detail TEXT NOT NULL DEFAULT '', updated TEXT NOT NULL, "
+                     "PRIMARY KEY (campaign, rcpt, \"window\")) WITHOUT ROWID;"
+                     "INSERT INTO sends VALUES ('c','a@x.test','','sent',1,'250','2024');",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(h);
+    char why[256];
+    struct ledger *l = ledger_open(fx->db, false, why, sizeof(why));
+    assert_non_null(l);
+    enum ledger_status st;
+    assert_int_equal(ledger_get(l, "c", "a@x.test", "", &st), 0);
+    assert_int_equal(st, LEDGER_SENT);
+    enum ledger_bounce bk;
+    assert_int_equal(ledger_bounce_get(l, "A@x.test", &bk), 0);
+    assert_int_equal(bk, LEDGER_BOUNCE_NONE);
+    assert_int_equal(ledger_bounce_put(l, "A@X.test", LEDGER_BOUNCE_HARD, "5.1.1", "gone", "c"), 0);
+    assert_int_equal(ledger_bounce_put(l, "a@x.test", LEDGER_BOUNCE_SOFT, "4.2.2", "full", "d"), 0);
+    assert_int_equal(ledger_bounce_get(l, "a@x.test", &bk), 0);
+    assert_int_equal(bk, LEDGER_BOUNCE_HARD); /* never downgraded */
+    assert_int_equal(ledger_bounce_put(l, "b@x.test", LEDGER_BOUNCE_SOFT, "4.2.2", "", "c"), 0);
+    assert_int_equal(ledger_bounce_put(l, "b@x.test", LEDGER_BOUNCE_HARD, "5.1.1", "", "c"), 0);
+    assert_int_equal(ledger_bounce_get(l, "b@x.test", &bk), 0);
+    assert_int_equal(bk, LEDGER_BOUNCE_HARD); /* upgraded */
+    assert_int_equal(ledger_bounce_put(l, "b@x.test", LEDGER_BOUNCE_NONE, "", "", ""), -1);
+
+    struct ledger_counts k;
+    assert_int_equal(ledger_counts(l, "c", &k), 0);
+    assert_int_equal(k.sent, 1);
+    assert_int_equal(k.bounced_hard, 1); /* b@ was never sent to in campaign c */
+    assert_int_equal(ledger_counts(l, NULL, &k), 0);
+    assert_int_equal(k.bounced_hard, 2);
+    assert_int_equal(ledger_rcpt_known(l, "A@x.TEST"), 1);
+    assert_int_equal(ledger_rcpt_known(l, "z@x.test"), 0);
+
+    char c[64], r[64];
+    assert_int_equal(ledger_begin(l), 0);
+    assert_int_equal(ledger_token_put(l, "tok1", "c", "A@x.test"), 0);
+    assert_int_equal(ledger_commit(l), 0);
+    assert_int_equal(ledger_token_find(l, "tok1", c, sizeof(c), r, sizeof(r)), 1);
+    assert_string_equal(c, "c");
+    assert_string_equal(r, "a@x.test");
+    assert_int_equal(ledger_token_find(l, "tok2", c, sizeof(c), r, sizeof(r)), 0);
+
+    unsigned char s1[32], s2[32];
+    assert_int_equal(ledger_secret(l, s1), 0);
+    ledger_close(l);
+    l = ledger_open(fx->db, false, why, sizeof(why));
+    assert_non_null(l);
+    assert_int_equal(ledger_secret(l, s2), 0);
+    assert_memory_equal(s1, s2, 32); /* made once, kept */
+    ledger_close(l);
+
+    /* a file of a newer tern is refused, not damaged */
+    assert_int_equal(sqlite3_open(fx->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version=3", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    assert_null(ledger_open(fx->db, false, why, sizeof(why)));
+    assert_non_null(strstr(why, "newer"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +300,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,9 @@
  * text, header injection naming the CSV line and column, RFC 2047 of a
  * non-ASCII Subject (exact encoded-words, folding, decoding back), the added
  * headers (present exactly once, not added when the template has them),
- * CRLF-only output from LF and CRLF templates, and quoted-printable for a
- * body line longer than 998 octets.
+ * CRLF-only output from LF and CRLF templates, quoted-printable for a
+ * body line longer than 998 octets, and List-Unsubscribe /
+ * List-Unsubscribe-Post from render_opts (folded, a line break refused).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -381,6 +382,38 @@ static void test_quoted_printable(void **state)
     free(tmpl);
 }
 
+static void test_list_unsubscribe(void **state)
+{
+    struct fixture *fx = *state;
+    char why[256];
+    const char *tmpl = "Subject: hi\n\nbody\n";
+    fx->o.list_unsubscribe = "<https://example.org/u/abc>, "
+                             "<mailto:unsubscribe+abc@example.org?subject=unsubscribe>";
+    fx->o.one_click = 1;
+    char *out = render(fx, tmpl, 0, why, sizeof(why));
+    assert_non_null(out);
+    char v[512];
+    assert_true(header_get(out, strlen(out), "List-Unsubscribe", v, sizeof(v)) > 0);
+    assert_string_equal(v, "<https://example.org/u/abc>, "
+                           "<mailto:unsubscribe+abc@example.org?subject=unsubscribe>");
+    assert_true(header_get(out, strlen(out), "List-Unsubscribe-Post", v, sizeof(v)) > 0);
+    assert_string_equal(v, "List-Unsubscribe=One-Click");
+    assert_int_equal(count(out, "List-Unsubscribe:"), 1);
+    assert_crlf_only(out);
+    free(out);
+    /* mailto only: no one-click */
+    fx->o.list_unsubscribe = "<mailto:u@example.org>";
+    fx->o.one_click = 0;
+    out = render(fx, tmpl, 0, why, sizeof(why));
+    assert_non_null(out);
+    assert_int_equal(count(out, "List-Unsubscribe-Post"), 0);
+    free(out);
+    fx->o.list_unsubscribe = "<https://x/\r\nBcc: a@b>";
+    assert_null(render(fx, tmpl, 0, why, sizeof(why)));
+    assert_non_null(strstr(why, "line break"));
+    fx->o.list_unsubscribe = NULL;
+}
+
 static void test_long_header_word(void **state)
 {
     struct fixture *fx = *state;
@@ -411,7 +444,7 @@ int main(void)
         cmocka_unit_test(test_missing_column),   cmocka_unit_test(test_header_injection),
         cmocka_unit_test(test_rfc2047),          cmocka_unit_test(test_added_headers),
         cmocka_unit_test(test_crlf_only),        cmocka_unit_test(test_quoted_printable),
-        cmocka_unit_test(test_long_header_word),
+        cmocka_unit_test(test_long_header_word), cmocka_unit_test(test_list_unsubscribe),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
