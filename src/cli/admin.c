@@ -540,7 +540,7 @@ int cli_check_config(int argc, char **argv)
         if (policy_load(&c, &p, &e) == 0) {
             snapshot_check_files(&c, &p, &e);
             struct dkimkeys dk = {0}; /* [dkim]: every key loads, nobody else reads it */
-            if (e.n == 0 && dkimkeys_load(&c, &p, &dk, &e) == 0)
+            if (e.n == 0 && dkimkeys_load(&c, &p, &dk, &e) == 0 && dk.n > 0)
                 printf("dkim: %zu signing key%s\n", dk.n, dk.n == 1 ? "" : "s");
             dkimkeys_free(&dk);
         }
