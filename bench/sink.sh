@@ -7,13 +7,21 @@
 # Scenarios: 10 sessions x 1 KiB, 1 session x 1 KiB, 10 sessions x 100 KiB;
 # one connection per message (smtp-source's default).  Each is run RUNS times
 # (default 3), alternating the two servers, and the median rate is reported.
+# tern sink runs in several modes (VARIANTS, default all four):
+#   api-off  --http none (the figures of issue 2)
+#   idle     the HTTP listener on, serving the API and the web inbox, no client
+#   sse      the same with one SSE client (curl -N .../api/events) connected,
+#            started and stopped by PID; it must have received one "new"
+#            event per message
+#   store    --store DIR on this machine's disk (no fsync; tmp + rename)
 # Also: server CPU per message (from /proc/PID/stat), tern sink's peak RSS
-# (VmHWM) over the throughput runs, and the memory held per stored message
+# (VmHWM) over the api-off runs, and the memory held per stored message
 # (RSS growth of a sink that keeps everything, against the bytes it stores).
 #
 # Prints a Markdown table on stdout; progress on stderr.  Every client run is
-# bounded by `timeout`; the whole takes well under 3 minutes on 2 cores.
-# Only the processes this script starts are stopped, by PID.
+# bounded by `timeout`; the whole takes about 1.5 minutes on 2 cores with the
+# default RUNS=3 (2 with RUNS=5).  Only the processes this script starts are
+# stopped, by PID.
 set -euo pipefail
 
 TERN=${1:-build/tern}
@@ -21,6 +29,7 @@ RUNS=${RUNS:-3}
 SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 PSINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
 RUN_TIMEOUT=60
+VARIANTS=${VARIANTS:-api-off idle sse store}
 
 # name sessions messages length
 SCENARIOS=(
@@ -137,40 +146,82 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 
 # ---- throughput --------------------------------------------------------------
 
-start_tern "$WORK/tern.log" --quiet --http none --max-messages 1000
 start_psink
-say "tern sink pid $TERN_PID port $TERN_PORT; smtp-sink pid $PSINK_PID port $PSINK_PORT; $RUNS runs"
-
-# warm both up (page faults, first allocations) outside the measurement
-run_source "$TERN_PORT" "$TERN_PID" 5 200 1024 >/dev/null
+say "smtp-sink pid $PSINK_PID port $PSINK_PORT; $RUNS runs; modes: $VARIANTS"
 run_source "$PSINK_PORT" "$PSINK_PID" 5 200 1024 >/dev/null
 
+SSE_PID=
 ROWS=()
-for sc in "${SCENARIOS[@]}"; do
-    IFS='|' read -r name sess msgs len <<<"$sc"
-    : >"$WORK/tern.rates"
-    : >"$WORK/psink.rates"
-    tcpu=0
-    pcpu=0
-    for ((r = 1; r <= RUNS; r++)); do
-        read -r rate cpu < <(run_source "$TERN_PORT" "$TERN_PID" "$sess" "$msgs" "$len")
-        echo "$rate" >>"$WORK/tern.rates"
-        tcpu=$((tcpu + cpu))
-        say "  $name, run $r: tern sink $rate msg/s"
-        read -r rate cpu < <(run_source "$PSINK_PORT" "$PSINK_PID" "$sess" "$msgs" "$len")
-        echo "$rate" >>"$WORK/psink.rates"
-        pcpu=$((pcpu + cpu))
-        say "  $name, run $r: smtp-sink $rate msg/s"
+SSE_NOTE=""
+for variant in $VARIANTS; do
+    args=(--quiet --max-messages 1000)
+    case $variant in
+    api-off) args+=(--http none) ;;
+    idle | sse) args+=(--http 127.0.0.1:0) ;;
+    store)
+        rm -rf "$WORK/store"
+        args+=(--http none --store "$WORK/store")
+        ;;
+    *) die "unknown mode $variant (VARIANTS: api-off idle sse store)" ;;
+    esac
+    start_tern "$WORK/tern-$variant.log" "${args[@]}"
+    say "mode $variant: tern sink pid $TERN_PID port $TERN_PORT"
+    if [[ $variant == sse ]]; then
+        [[ -n $TERN_HTTP ]] || die "no http port in the tern sink log"
+        curl -sN -o "$WORK/sse.out" "http://127.0.0.1:$TERN_HTTP/api/events" &
+        SSE_PID=$!
+        PIDS+=("$SSE_PID")
+        for ((i = 0; i < 100; i++)); do
+            [[ -s $WORK/sse.out ]] && break
+            kill -0 "$SSE_PID" 2>/dev/null || die "the SSE client (curl) exited: is GET /api/events served?"
+            sleep 0.05
+        done
+        kill -0 "$SSE_PID" 2>/dev/null || die "the SSE client (curl) exited"
+    fi
+    # warm up (page faults, first allocations) outside the measurement
+    run_source "$TERN_PORT" "$TERN_PID" 5 200 1024 >/dev/null
+    sent=200
+    for sc in "${SCENARIOS[@]}"; do
+        IFS='|' read -r name sess msgs len <<<"$sc"
+        : >"$WORK/tern.rates"
+        : >"$WORK/psink.rates"
+        tcpu=0
+        pcpu=0
+        for ((r = 1; r <= RUNS; r++)); do
+            read -r rate cpu < <(run_source "$TERN_PORT" "$TERN_PID" "$sess" "$msgs" "$len")
+            echo "$rate" >>"$WORK/tern.rates"
+            tcpu=$((tcpu + cpu))
+            sent=$((sent + msgs))
+            say "  $variant, $name, run $r: tern sink $rate msg/s"
+            read -r rate cpu < <(run_source "$PSINK_PORT" "$PSINK_PID" "$sess" "$msgs" "$len")
+            echo "$rate" >>"$WORK/psink.rates"
+            pcpu=$((pcpu + cpu))
+            say "  $variant, $name, run $r: smtp-sink $rate msg/s"
+        done
+        t=$(median <"$WORK/tern.rates")
+        p=$(median <"$WORK/psink.rates")
+        ROWS+=("$(awk -v v="$variant" -v n="$name" -v m="$msgs" -v t="$t" -v p="$p" -v tc="$tcpu" -v pc="$pcpu" -v runs="$RUNS" \
+            'BEGIN { printf "| %s | %s | %d | %.0f | %.0f | %.2f | %.3f | %.3f |", v, n, m, t, p, t / p,
+                     tc / (m * runs), pc / (m * runs) }')")
     done
-    t=$(median <"$WORK/tern.rates")
-    p=$(median <"$WORK/psink.rates")
-    ROWS+=("$(awk -v n="$name" -v m="$msgs" -v t="$t" -v p="$p" -v tc="$tcpu" -v pc="$pcpu" -v runs="$RUNS" \
-        'BEGIN { printf "| %s | %d | %.0f | %.0f | %.2f | %.3f | %.3f |", n, m, t, p, t / p,
-                 tc / (m * runs), pc / (m * runs) }')")
+    if [[ $variant == api-off ]]; then
+        TERN_HWM=$(status_kb "$TERN_PID" VmHWM)
+        TERN_RSS_END=$(status_kb "$TERN_PID" VmRSS)
+    fi
+    if [[ $variant == sse ]]; then
+        sleep 0.2
+        kill -0 "$SSE_PID" 2>/dev/null || die "the SSE client (curl) was disconnected during the runs"
+        events=$(grep -c '"new"\|^event: new' "$WORK/sse.out" || true)
+        stop_pid "$SSE_PID"
+        SSE_NOTE="- SSE client: connected through all runs, received $events \"new\" events for $sent messages"
+        say "$SSE_NOTE"
+    fi
+    if [[ $variant == store ]]; then
+        nfiles=$(find "$WORK/store" -name '*.eml' | wc -l)
+        STORE_NOTE="- --store: $nfiles .eml files left in the directory at the end (--max-messages 1000; dropped ones are deleted)"
+    fi
+    stop_pid "$TERN_PID"
 done
-TERN_HWM=$(status_kb "$TERN_PID" VmHWM)
-TERN_RSS_END=$(status_kb "$TERN_PID" VmRSS)
-stop_pid "$TERN_PID"
 stop_pid "$PSINK_PID"
 
 # ---- memory per stored message ----------------------------------------------------
@@ -196,11 +247,13 @@ echo "## tern sink vs Postfix smtp-sink ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) c
 echo
 echo "smtp-source on loopback, one connection per message; medians of $RUNS runs; msg/s."
 echo
-echo "| scenario | messages/run | tern sink msg/s | smtp-sink msg/s | tern / smtp-sink | tern CPU ms/msg | smtp-sink CPU ms/msg |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| tern mode | scenario | messages/run | tern sink msg/s | smtp-sink msg/s | tern / smtp-sink | tern CPU ms/msg | smtp-sink CPU ms/msg |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${ROWS[@]}"
 echo
-awk -v hwm="$TERN_HWM" -v rss="$TERN_RSS_END" 'BEGIN {
+[[ -n $SSE_NOTE ]] && echo "$SSE_NOTE"
+[[ -n ${STORE_NOTE:-} ]] && echo "$STORE_NOTE"
+[[ -n ${TERN_HWM:-} ]] && awk -v hwm="$TERN_HWM" -v rss="$TERN_RSS_END" 'BEGIN {
     printf "- tern sink peak RSS (VmHWM) over the throughput runs (--max-messages 1000): %.1f MiB (%.1f MiB at the end)\n",
            hwm / 1024, rss / 1024 }'
 awk -v n="$MEM_MESSAGES" -v r0="$rss0" -v r1="$rss1" -v b0="$b0" -v b1="$b1" 'BEGIN {

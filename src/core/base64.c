@@ -51,7 +51,7 @@ long base64_encode(const void *in, size_t n, char *out, size_t size)
     return (long)o;
 }
 
-static int base64_value(char c)
+int base64_digit(int c)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -81,7 +81,7 @@ long base64_decode(const char *in, size_t n, unsigned char *out, size_t size)
         int v[4];
         size_t valid = (i + 4 == n) ? 4 - pad : 4;
         for (size_t k = 0; k < 4; k++) {
-            v[k] = k < valid ? base64_value(in[i + k]) : 0;
+            v[k] = k < valid ? base64_digit(in[i + k]) : 0;
             if (v[k] < 0)
                 return -1;
         }

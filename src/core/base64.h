@@ -19,4 +19,7 @@ long base64_encode(const void *in, size_t n, char *out, size_t size);
  * length or -1 if malformed or too long for out. */
 long base64_decode(const char *in, size_t n, unsigned char *out, size_t size);
 
+/* The value 0..63 of one base64 character (RFC 4648 alphabet), or -1. */
+int base64_digit(int c);
+
 #endif

@@ -5,11 +5,14 @@
  *   DELETE /api/messages          delete all
  *   GET    /api/messages/ID       one message (ID or "latest")
  *   GET    /api/messages/ID/raw   its source, as received
+ *   GET    /api/messages/ID/part/N  one MIME part, decoded (N from "attachments")
  *   DELETE /api/messages/ID       delete one
  *   GET    /api/count             count, same filters as the list
  *   GET    /api/stats             connections, messages, faults injected by kind
  *   GET    /api/faults            the fault settings; PUT/POST replaces the given fields
  *   GET /count, POST /clear, GET /mail/N   mail-test-srv's plain-text API
+ *   GET    /api/events            server-sent events (events.c)
+ *   GET    /, /app.js, /app.css   the web inbox (web.c)
  *
  * Errors are JSON {"error": "..."} with 400, 404 or 405 (with Allow).
  * Request bodies and headers are size-limited by evhttp; every string put
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/address.h"
@@ -34,13 +38,18 @@
 #include "core/num.h"
 #include "smtp/listen.h"
 #include "sink/api.h"
+#include "sink/events.h"
+#include "sink/mailpit.h"
+#include "sink/mime.h"
+#include "sink/web.h"
 
 #define API_LIST_MAX 10000
 #define API_BODY_MAX (64 * 1024)
 
-/* A JSON string of s, with anything that is not valid UTF-8 replaced by '?'. */
-static json_t *api_str(const char *s)
+json_t *sink_json_str(const char *s)
 {
+    if (!s)
+        s = "";
     size_t n = strlen(s);
     if (utf8_valid(s, n))
         return json_stringn(s, n);
@@ -69,13 +78,67 @@ static json_t *api_msg_json(const struct sink_msg *m)
 {
     json_t *to = json_array();
     for (size_t i = 0; i < m->nrcpt; i++)
-        json_array_append_new(to, api_str(m->rcpts[i]));
-    return json_pack(
-        "{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:b}", "id", (json_int_t)m->id,
-        "received", api_time(m->received_ms), "from", api_str(m->mail_from), "to", to, "subject",
-        api_str(m->subject), "header_from", api_str(m->hdr_from), "header_to", api_str(m->hdr_to),
-        "size", (json_int_t)m->size, "helo", api_str(m->helo), "peer", api_str(m->peer),
-        "auth_user", m->auth_user[0] ? api_str(m->auth_user) : json_null(), "tls", m->tls);
+        json_array_append_new(to, sink_json_str(m->rcpts[i]));
+    return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:b}", "id",
+                     (json_int_t)m->id, "received", api_time(m->received_ms), "from",
+                     sink_json_str(m->mail_from), "to", to, "subject", sink_json_str(m->subject),
+                     "header_from", sink_json_str(m->hdr_from), "header_to",
+                     sink_json_str(m->hdr_to), "size", (json_int_t)m->size, "helo",
+                     sink_json_str(m->helo), "peer", sink_json_str(m->peer), "auth_user",
+                     m->auth_user[0] ? sink_json_str(m->auth_user) : json_null(), "tls", m->tls);
+}
+
+static json_t *api_addrs(const struct mime_addr *a, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:o, s:o}", "name", sink_json_str(a[i].name),
+                                             "address", sink_json_str(a[i].address)));
+    return arr;
+}
+
+/* The MIME fields (parsed once, cached in m): all of them for one message,
+ * the decoded subject, the snippet and the number of attachments for a list. */
+static void api_mime_fields(json_t *o, struct sink_msg *m, bool full)
+{
+    const struct mime_msg *mm = sink_msg_mime(m);
+    if (!o || !mm)
+        return;
+    json_object_set_new(o, "subject_decoded", sink_json_str(mm->subject));
+    json_object_set_new(o, "snippet", sink_json_str(mm->snippet));
+    if (!full) {
+        json_object_set_new(o, "attachments", json_integer((json_int_t)mm->nparts));
+        return;
+    }
+    json_t *hs = json_array(), *atts = json_array();
+    for (size_t i = 0; i < mm->nheaders; i++)
+        json_array_append_new(hs, json_pack("{s:o, s:o}", "name", sink_json_str(mm->hnames[i]),
+                                            "value", sink_json_str(mm->hvalues[i])));
+    for (size_t i = 0; i < mm->nparts; i++) {
+        const struct mime_part *p = &mm->parts[i];
+        char url[96];
+        snprintf(url, sizeof(url), "/api/messages/%llu/part/%zu", (unsigned long long)m->id,
+                 p->index);
+        json_array_append_new(
+            atts, json_pack("{s:I, s:o, s:o, s:I, s:b, s:o, s:o, s:o, s:s}", "index",
+                            (json_int_t)p->index, "type", sink_json_str(p->content_type), "name",
+                            sink_json_str(p->filename), "size", (json_int_t)p->size, "inline",
+                            p->inline_part, "content_id", sink_json_str(p->content_id),
+                            "disposition", sink_json_str(p->disposition), "charset",
+                            sink_json_str(p->charset), "url", url));
+    }
+    json_object_set_new(o, "date", sink_json_str(mm->date));
+    json_object_set_new(o, "message_id", sink_json_str(mm->message_id));
+    json_object_set_new(o, "from_addrs", api_addrs(mm->from, mm->nfrom));
+    json_object_set_new(o, "to_addrs", api_addrs(mm->to, mm->nto));
+    json_object_set_new(o, "cc_addrs", api_addrs(mm->cc, mm->ncc));
+    json_object_set_new(o, "reply_to_addrs", api_addrs(mm->reply_to, mm->nreply_to));
+    json_object_set_new(o, "bcc_addrs", api_addrs(mm->bcc, mm->nbcc));
+    json_object_set_new(o, "headers", hs);
+    json_object_set_new(o, "text", json_stringn(mm->text, mm->text_len));
+    json_object_set_new(o, "html", json_stringn(mm->html, mm->html_len));
+    json_object_set_new(o, "charset_fallback", sink_json_str(mm->charset_fallback));
+    json_object_set_new(o, "attachments", atts);
 }
 
 static void api_send(struct evhttp_request *req, int code, const char *ctype, const char *body,
@@ -121,7 +184,7 @@ static void api_error(struct evhttp_request *req, int code, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    api_json(req, code, json_pack("{s:o}", "error", api_str(buf)));
+    api_json(req, code, json_pack("{s:o}", "error", sink_json_str(buf)));
 }
 
 static void api_method_not_allowed(struct evhttp_request *req, const char *allow)
@@ -191,8 +254,11 @@ static void api_list(struct sink_api *api, struct evhttp_request *req, bool coun
     for (struct sink_msg *m = api->store->newest; m; m = m->older) {
         if (!store_match(m, &aq.f))
             continue;
-        if (arr && total >= aq.offset && total < aq.offset + aq.limit)
-            json_array_append_new(arr, api_msg_json(m));
+        if (arr && total >= aq.offset && total < aq.offset + aq.limit) {
+            json_t *o = api_msg_json(m);
+            api_mime_fields(o, m, false);
+            json_array_append_new(arr, o);
+        }
         total++;
     }
     evhttp_clear_headers(&aq.q);
@@ -221,6 +287,76 @@ static struct sink_msg *api_find(struct sink_api *api, struct evhttp_request *re
     if (!m)
         api_error(req, 404, "no such message");
     return m;
+}
+
+/* GET /api/messages/ID/part/N: the decoded octets, never rendered by the browser
+ * as a page of this origin (attachment, nosniff, a CSP sandbox for any type). */
+static void api_part(struct evhttp_request *req, struct sink_msg *m, const char *nstr)
+{
+    uint64_t n;
+    const struct mime_msg *mm = sink_msg_mime(m);
+    const struct mime_part *p = NULL;
+    if (!mm) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    if (num_parse_u64(nstr, UINT32_MAX, &n) < 0) {
+        api_error(req, 400, "part number must be a number");
+        return;
+    }
+    for (size_t i = 0; i < mm->nparts && !p; i++)
+        if (mm->parts[i].index == n)
+            p = &mm->parts[i];
+    char *data;
+    size_t len;
+    int r = p ? mime_part_data(m->raw, m->size, (size_t)n, &data, &len) : -2;
+    if (r == -2) {
+        api_error(req, 404, "no such part");
+        return;
+    }
+    if (r < 0) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    char ctype[200], disp[700];
+    bool cs_ok =
+        p->charset[0] && strlen(p->charset) < 40 &&
+        strspn(p->charset, "abcdefghijklmnopqrstuvwxyz0123456789-_.:") == strlen(p->charset);
+    snprintf(ctype, sizeof(ctype), "%s%s%s", p->content_type,
+             cs_ok && strncmp(p->content_type, "text/", 5) == 0 ? "; charset=" : "",
+             cs_ok && strncmp(p->content_type, "text/", 5) == 0 ? p->charset : "");
+    /* filename: a plain ASCII fallback, and the UTF-8 name percent-encoded */
+    size_t dl = (size_t)snprintf(disp, sizeof(disp), "attachment; filename=\"");
+    size_t fl = strlen(p->filename);
+    for (size_t i = 0; i < fl && i < 100; i++) {
+        char c = p->filename[i];
+        if (((unsigned char)c & 0xc0) == 0x80)
+            continue; /* one '_' per UTF-8 character */
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-' || c == '_' || c == ' ' || c == '+';
+        disp[dl++] = ok ? c : '_';
+    }
+    if (fl == 0)
+        dl += (size_t)snprintf(disp + dl, sizeof(disp) - dl, "part-%zu", p->index);
+    dl += (size_t)snprintf(disp + dl, sizeof(disp) - dl, "\"");
+    if (fl) {
+        dl += (size_t)snprintf(disp + dl, sizeof(disp) - dl, "; filename*=UTF-8''");
+        for (size_t i = 0; i < fl && dl + 4 < sizeof(disp); i++) {
+            unsigned char c = (unsigned char)p->filename[i];
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '.' || c == '-' || c == '_')
+                disp[dl++] = (char)c;
+            else
+                dl += (size_t)snprintf(disp + dl, sizeof(disp) - dl, "%%%02X", c);
+        }
+        disp[dl] = '\0';
+    }
+    evhttp_add_header(h, "Content-Disposition", disp);
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Content-Security-Policy", "sandbox; default-src 'none'");
+    api_send(req, 200, ctype, data, len);
+    free(data);
 }
 
 static json_t *api_faults_json(const struct fault_state *st)
@@ -323,6 +459,7 @@ static void api_faults_put(struct sink_api *api, struct evhttp_request *req)
         }
     }
     fault_configure(api->faults, &fc);
+    events_publish(api->events, "faults", 0);
     api_json(req, 200, api_faults_json(api->faults));
 out:
     json_decref(j);
@@ -356,6 +493,110 @@ static void api_stats(struct sink_api *api, struct evhttp_request *req)
                        (json_int_t)(clock_mono_ms() - api->started_ms), "faults", faults));
 }
 
+/* The message as mail-test-srv keeps it: the DATA octets as sent, i.e. dot-stuffed
+ * again, with the final ".\r\n" (it stores every line up to and including it). */
+static int api_mts_data(struct evbuffer *out, const char *raw, size_t size)
+{
+    size_t i = 0;
+    while (i < size) {
+        const char *nl = memchr(raw + i, '\n', size - i);
+        size_t n = nl ? (size_t)(nl - (raw + i)) + 1 : size - i;
+        if (raw[i] == '.' && evbuffer_add(out, ".", 1) < 0)
+            return -1;
+        if (evbuffer_add(out, raw + i, n) < 0)
+            return -1;
+        i += n;
+    }
+    return evbuffer_add(out, ".\r\n", 3);
+}
+
+/* --compat mail-test-srv: one record per recipient, oldest first, filters to= and
+ * from= compared whole and case-sensitively, other parameters ignored, errors with
+ * an empty body: what Boulder's test/mail-test-srv/http.go does. */
+static void api_mts(struct sink_api *api, struct evhttp_request *req, const char *path)
+{
+    struct evkeyvalq q = {NULL, &q.tqh_first};
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    bool count = strcmp(path, "/count") == 0;
+    uint64_t want = 0, idx = 0;
+    char buf[64];
+
+    if (query && evhttp_parse_query_str(query, &q) < 0) {
+        api_send(req, 400, "text/plain", "", 0);
+        return;
+    }
+    const char *to = evhttp_find_header(&q, "to"), *from = evhttp_find_header(&q, "from");
+    if (to && !*to)
+        to = NULL;
+    if (from && !*from)
+        from = NULL;
+    if (!count) { /* strconv.Atoi(strings.Trim(N, "/")); a negative N matches nothing */
+        char num[24];
+        const char *p = path + 6;
+        size_t n;
+        while (*p == '/')
+            p++;
+        for (n = strlen(p); n && p[n - 1] == '/'; n--)
+            ;
+        bool neg = n && p[0] == '-';
+        if (n && (p[0] == '+' || neg)) {
+            p++;
+            n--;
+        }
+        bool bad = n == 0 || n >= sizeof(num);
+        if (!bad) {
+            memcpy(num, p, n);
+            num[n] = '\0';
+            bad = num_parse_u64(num, INT32_MAX, &want) < 0;
+        }
+        if (bad) {
+            evhttp_clear_headers(&q);
+            api_send(req, 400, "text/plain", "", 0);
+            return;
+        }
+        if (neg && want)
+            want = UINT64_MAX;
+    }
+    struct sink_msg *hit = NULL;
+    size_t hit_rcpt = 0;
+    for (struct sink_msg *m = api->store->oldest; m && !hit; m = m->newer) {
+        if (from && strcmp(m->mail_from, from) != 0)
+            continue;
+        for (size_t i = 0; i < m->nrcpt; i++) {
+            if (to && strcmp(m->rcpts[i], to) != 0)
+                continue;
+            if (!count && idx == want) {
+                hit = m;
+                hit_rcpt = i;
+                break;
+            }
+            idx++;
+        }
+    }
+    evhttp_clear_headers(&q);
+    if (count) {
+        int l = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)idx);
+        api_send(req, 200, "text/plain", buf, (size_t)l);
+        return;
+    }
+    if (!hit) {
+        api_send(req, 404, "text/plain", "", 0);
+        return;
+    }
+    struct evbuffer *out = evbuffer_new();
+    if (!out ||
+        evbuffer_add_printf(out, "FROM %s\nTO %s\n\n", hit->mail_from, hit->rcpts[hit_rcpt]) < 0 ||
+        api_mts_data(out, hit->raw, hit->size) < 0 || evbuffer_add(out, "\n", 1) < 0) {
+        if (out)
+            evbuffer_free(out);
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+}
+
 /* mail-test-srv: /count, /clear, /mail/N (N-th matching message, oldest first). */
 static void api_compat(struct sink_api *api, struct evhttp_request *req, const char *path,
                        enum evhttp_cmd_type method)
@@ -374,6 +615,10 @@ static void api_compat(struct sink_api *api, struct evhttp_request *req, const c
     }
     if (method != EVHTTP_REQ_GET) {
         api_method_not_allowed(req, "GET");
+        return;
+    }
+    if (api->compat_mts) {
+        api_mts(api, req, path);
         return;
     }
     if (api_parse_query(req, &aq, true) < 0) {
@@ -428,7 +673,7 @@ static void api_compat(struct sink_api *api, struct evhttp_request *req, const c
     evbuffer_free(out);
 }
 
-static void api_cb(struct evhttp_request *req, void *arg)
+static void api_route(struct evhttp_request *req, void *arg)
 {
     struct sink_api *api = arg;
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
@@ -437,7 +682,9 @@ static void api_cb(struct evhttp_request *req, void *arg)
 
     if (!path)
         path = "/";
-    if (strcmp(path, "/api/messages") == 0) {
+    if (strncmp(path, "/api/v1/", 8) == 0) {
+        mailpit_handle(api, req, path);
+    } else if (strcmp(path, "/api/messages") == 0) {
         if (get)
             api_list(api, req, false);
         else if (method == EVHTTP_REQ_DELETE) {
@@ -450,14 +697,15 @@ static void api_cb(struct evhttp_request *req, void *arg)
         const char *rest = path + 14, *slash = strchr(rest, '/');
         size_t il = slash ? (size_t)(slash - rest) : strlen(rest);
         bool raw = slash && strcmp(slash, "/raw") == 0;
-        if (il == 0 || il >= sizeof(id) || (slash && !raw)) {
+        bool part = slash && strncmp(slash, "/part/", 6) == 0;
+        if (il == 0 || il >= sizeof(id) || (slash && !raw && !part)) {
             api_error(req, 404, "no such resource");
             return;
         }
         memcpy(id, rest, il);
         id[il] = '\0';
-        if (!(get || (method == EVHTTP_REQ_DELETE && !raw))) {
-            api_method_not_allowed(req, raw ? "GET" : "GET, DELETE");
+        if (!(get || (method == EVHTTP_REQ_DELETE && !raw && !part))) {
+            api_method_not_allowed(req, raw || part ? "GET" : "GET, DELETE");
             return;
         }
         struct sink_msg *m = api_find(api, req, id);
@@ -468,8 +716,12 @@ static void api_cb(struct evhttp_request *req, void *arg)
             api_json(req, 200, json_pack("{s:b}", "deleted", 1));
         } else if (raw) {
             api_send(req, 200, "message/rfc822", m->raw, m->size);
+        } else if (part) {
+            api_part(req, m, slash + 6);
         } else {
-            api_json(req, 200, api_msg_json(m));
+            json_t *o = api_msg_json(m);
+            api_mime_fields(o, m, true);
+            api_json(req, 200, o);
         }
     } else if (strcmp(path, "/api/count") == 0) {
         if (get)
@@ -491,9 +743,51 @@ static void api_cb(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/count") == 0 || strcmp(path, "/clear") == 0 ||
                strncmp(path, "/mail/", 6) == 0) {
         api_compat(api, req, path, method);
-    } else {
+    } else if (strcmp(path, "/api/events") == 0) {
+        events_handle(api->events, req);
+    } else if (!web_handle(req, path)) {
         api_error(req, 404, "no such resource");
     }
+}
+
+/* Every request, then one event for the web inbox when it removed messages
+ * (DELETE here or under /api/v1/, POST /clear): whatever path did it. */
+/*
+ * A request that changes something (any method but GET, HEAD and OPTIONS)
+ * sent by a browser from another site: refused (cross-site request
+ * forgery).  Browsers name the page's site in Origin (and Sec-Fetch-Site);
+ * curl, scripts and test clients send neither and are not affected.  The
+ * inbox's own page is same-origin: its Origin is http://HOST of the request.
+ */
+static bool api_cross_site(struct evhttp_request *req)
+{
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    if (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD || method == EVHTTP_REQ_OPTIONS)
+        return false;
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *site = evhttp_find_header(h, "Sec-Fetch-Site");
+    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return true;
+    const char *origin = evhttp_find_header(h, "Origin");
+    if (!origin)
+        return false;
+    const char *host = evhttp_find_header(h, "Host");
+    if (!host || strncmp(origin, "http://", 7) != 0)
+        return true;
+    return strcasecmp(origin + 7, host) != 0;
+}
+
+static void api_cb(struct evhttp_request *req, void *arg)
+{
+    struct sink_api *api = arg;
+    size_t before = api->store->count;
+    if (api_cross_site(req)) {
+        api_error(req, 403, "cross-site request refused (Origin is not this server)");
+        return;
+    }
+    api_route(req, arg);
+    if (api->store->count < before)
+        events_publish(api->events, api->store->count ? "delete" : "clear", 0);
 }
 
 int sink_api_start(struct sink_api *api, struct event_base *base, const char *addr, char *bound,

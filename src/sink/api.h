@@ -11,14 +11,18 @@
 #ifndef TERN_SINK_API_H
 #define TERN_SINK_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "sink/fault.h"
 #include "sink/store.h"
 
 struct event_base;
 struct evhttp;
+struct sink_events;
 
 struct sink_api {
     struct sink_store *store;         /* listed, read and deleted */
@@ -27,11 +31,19 @@ struct sink_api {
     const uint64_t *messages_refused; /* refused at end of data, for /api/stats */
     uint64_t started_ms;              /* clock_mono_ms() at start, for uptime_ms */
     struct evhttp *http;              /* set by sink_api_start(); the caller frees it */
+    /* --compat mail-test-srv: /count and /mail/N count one record per recipient */
+    bool compat_mts;
+    /* GET /api/events and what to tell it (NULL: none) */
+    struct sink_events *events;
 };
 
 /* Bind addr and serve the API on base; the bound address into bound.
  * Returns 0, or -1 with a reason in why. */
 int sink_api_start(struct sink_api *api, struct event_base *base, const char *addr, char *bound,
                    size_t boundsize, char *why, size_t whysize);
+
+/* A JSON string of s (NULL: ""), anything that is not valid UTF-8 replaced by
+ * '?': every string the sink's APIs put into JSON goes through it. */
+json_t *sink_json_str(const char *s);
 
 #endif

@@ -32,6 +32,8 @@
 #include "smtp/listen.h"
 #include "smtp/session.h"
 #include "smtp/tls.h"
+#include "sink/disk.h"
+#include "sink/events.h"
 
 #define SINK_LISTEN_MAX 8
 
@@ -81,12 +83,23 @@ static const char sink_usage[] =
     "Other:\n"
     "  --quiet                 no log line per message (faults are still logged)\n"
     "  --metrics ADDR:PORT     Prometheus metrics at http://ADDR:PORT/metrics\n"
+    "  --store DIR             keep messages in DIR as ID.eml + ID.json, so that a\n"
+    "                          restart keeps the inbox (no fsync)\n"
+    "  --compat MODE           tern (default) or mail-test-srv: /count and /mail/N\n"
+    "                          count one record per recipient, as mail-test-srv does\n"
     "  --help                  this text\n"
+    "mail-test-srv's Go-style flags (-name value, -name=value or --name value):\n"
+    "  -closeFirst N, -closeChance P, -cert FILE, -key FILE, -http ADDR:PORT and\n"
+    "  -smtp ADDR:PORT (implicit TLS when a certificate is given; also -smtpAddr,\n"
+    "  -httpAddr).  They imply --compat mail-test-srv, --auth any (unless --auth\n"
+    "  or --auth-file is given) and its ports: SMTP 127.0.0.1:9380, HTTP\n"
+    "  127.0.0.1:9381.\n"
     "\n"
     "HTTP API: GET /api/messages[?to=&from=&subject=&limit=&offset=], GET\n"
-    "/api/messages/{id|latest}, GET /api/messages/{id}/raw, DELETE /api/messages[/{id}],\n"
-    "GET /api/count, GET /api/stats, GET|PUT /api/faults; mail-test-srv compatible:\n"
-    "GET /count, POST /clear, GET /mail/N (filters to= and from=).\n";
+    "/api/messages/{id|latest}, GET /api/messages/{id}/raw, GET /api/messages/{id}/part/N,\n"
+    "DELETE /api/messages[/{id}], GET /api/count, GET /api/stats, GET|PUT /api/faults,\n"
+    "GET /api/events (server-sent events); mail-test-srv compatible: GET /count,\n"
+    "POST /clear, GET /mail/N (filters to= and from=).  The web inbox: GET /.\n";
 
 /* ---- AUTH users ---------------------------------------------------------- */
 
@@ -294,6 +307,9 @@ static void sink_on_message(void *ctx, struct smtp_session *s, struct smtp_txn *
     m->auth_user = sink_strdup(au ? au : "");
     m->tls = smtp_session_tls(s);
     store_add(&sk->store, m);
+    events_publish(sk->api.events, "new", m->id);
+    if (sk->disk)
+        disk_save(sk->disk, m);
     metrics_inc(M_SINK_MESSAGES, NULL, NULL);
     smtp_verdict_set(v, 250, "2.0.0", "Ok: queued as %llu", (unsigned long long)m->id);
     if (!sk->quiet)
@@ -385,6 +401,8 @@ enum {
     OPT_SEED,
     OPT_QUIET,
     OPT_METRICS,
+    OPT_STORE,
+    OPT_COMPAT,
     OPT_HELP,
 };
 
@@ -412,6 +430,8 @@ static const struct option sink_options[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"store", required_argument, NULL, OPT_STORE},
+    {"compat", required_argument, NULL, OPT_COMPAT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -422,14 +442,113 @@ static int sink_bad(const char *opt, const char *val, const char *why)
     return 2;
 }
 
+/* mail-test-srv's command line (Go's flag package: -name value, -name=value, --name
+ * value, --name=value), rewritten into tern's options.  -smtp addresses are taken out
+ * into go->smtp (implicit TLS when a certificate is given, as in mail-test-srv). */
+struct sink_go {
+    char **argv;
+    int argc;
+    bool used;
+    const char *smtp[SINK_LISTEN_MAX];
+    size_t nsmtp;
+};
+
+static const struct {
+    const char *go, *tern; /* tern NULL: the -smtp listener */
+} sink_go_flags[] = {
+    {"closeFirst", "--close-first"},
+    {"closeChance", "--close-chance"},
+    {"cert", "--tls-cert"},
+    {"key", "--tls-key"},
+    {"http", "--http"},
+    {"httpAddr", "--http"},
+    {"smtp", NULL},
+    {"smtpAddr", NULL},
+};
+
+static int sink_go_rewrite(int argc, char **argv, struct sink_go *go)
+{
+    go->argv = calloc(2 * (size_t)argc + 1, sizeof(char *));
+    if (!go->argv)
+        fatal("out of memory");
+    go->argc = 0;
+    for (int i = 0; i < argc; i++) {
+        char *a = argv[i];
+        bool dd = a[0] == '-' && a[1] == '-';
+        if (i == 0 || a[0] != '-' || strcmp(a, "--") == 0 || (!dd && strlen(a) <= 2)) {
+            go->argv[go->argc++] = a;
+            if (i && strcmp(a, "--") == 0) {
+                while (++i < argc)
+                    go->argv[go->argc++] = argv[i];
+            }
+            continue;
+        }
+        const char *name = a + (dd ? 2 : 1), *eq = strchr(name, '=');
+        if (strcmp(name, "help") == 0) { /* Go's -help */
+            go->argv[go->argc++] = "--help";
+            continue;
+        }
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        size_t k;
+        for (k = 0; k < sizeof(sink_go_flags) / sizeof(sink_go_flags[0]); k++)
+            if (strlen(sink_go_flags[k].go) == nl && strncmp(sink_go_flags[k].go, name, nl) == 0)
+                break;
+        /* --http and --smtp are tern's own options: only -http and -smtp are Go's */
+        if (k == sizeof(sink_go_flags) / sizeof(sink_go_flags[0]) ||
+            (dd && (strcmp(sink_go_flags[k].go, "http") == 0 ||
+                    strcmp(sink_go_flags[k].go, "smtp") == 0))) {
+            if (dd) {
+                go->argv[go->argc++] = a;
+                continue;
+            }
+            fprintf(stderr,
+                    "tern sink: unknown option '%s' (Go-style flags are -closeFirst, "
+                    "-closeChance, -smtp, -http, -cert and -key; see tern sink --help)\n",
+                    a);
+            return 2;
+        }
+        char *val = eq ? (char *)eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+        if (!val) {
+            fprintf(stderr, "tern sink: %s: needs a value (see tern sink --help)\n", a);
+            return 2;
+        }
+        uint64_t n;
+        double pc;
+        if ((strcmp(sink_go_flags[k].go, "closeFirst") == 0 &&
+             num_parse_u64(val, 1000000000, &n) < 0) ||
+            (strcmp(sink_go_flags[k].go, "closeChance") == 0 && num_parse_percent(val, &pc) < 0)) {
+            fprintf(stderr, "tern sink: -%s %s: expected %s (see tern sink --help)\n",
+                    sink_go_flags[k].go, val,
+                    sink_go_flags[k].go[5] == 'F' ? "a number of connections"
+                                                  : "a percentage from 0 to 100");
+            return 2;
+        }
+        go->used = true;
+        if (!sink_go_flags[k].tern) {
+            if (go->nsmtp == SINK_LISTEN_MAX) {
+                fprintf(stderr, "tern sink: %s %s: too many listeners\n", a, val);
+                return 2;
+            }
+            go->smtp[go->nsmtp++] = val;
+            continue;
+        }
+        go->argv[go->argc++] = (char *)sink_go_flags[k].tern;
+        go->argv[go->argc++] = val;
+    }
+    go->argv[go->argc] = NULL;
+    return 0;
+}
+
 int sink_main(int argc, char **argv)
 {
     static struct sink sk;
     const char *smtp_addrs[SINK_LISTEN_MAX], *smtps_addrs[SINK_LISTEN_MAX];
     size_t nsmtp = 0, nsmtps = 0;
     const char *http_addr = "127.0.0.1:8025", *cert = NULL, *key = NULL, *auth_file = NULL;
-    const char *metrics_addr = NULL;
-    bool tls = false, auth_insecure = false, seeded = false;
+    const char *metrics_addr = NULL, *store_dir = NULL;
+    bool tls = false, auth_insecure = false, seeded = false, http_set = false, auth_set = false;
+    int compat = -1;          /* --compat: 0 tern, 1 mail-test-srv, -1 not given */
+    static struct sink_go go; /* static: its argv stays reachable until exit */
     uint64_t max_messages = 10000, max_memory = 512ULL << 20, max_size = 25ULL << 20;
     uint64_t max_rcpts = 1000, max_errors = 20, timeout = 300, v;
     struct fault_conf fc;
@@ -438,8 +557,10 @@ int sink_main(int argc, char **argv)
 
     memset(&fc, 0, sizeof(fc));
     sk.hostname = "localhost";
+    if (sink_go_rewrite(argc, argv, &go) != 0)
+        return 2;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", sink_options, NULL)) != -1) {
+    while ((c = getopt_long(go.argc, go.argv, "h", sink_options, NULL)) != -1) {
         const char *name = c >= OPT_SMTP && c <= OPT_HELP ? sink_options[c - OPT_SMTP].name : "";
         switch (c) {
         case OPT_SMTP:
@@ -453,6 +574,7 @@ int sink_main(int argc, char **argv)
             break;
         case OPT_HTTP:
             http_addr = optarg;
+            http_set = true;
             break;
         case OPT_HOSTNAME:
             if (!*optarg || strlen(optarg) > 200 || strpbrk(optarg, " \t\r\n"))
@@ -469,6 +591,7 @@ int sink_main(int argc, char **argv)
             key = optarg;
             break;
         case OPT_AUTH:
+            auth_set = true;
             if (strcmp(optarg, "any") == 0)
                 sk.auth = SINK_AUTH_ANY;
             else if (strcmp(optarg, "none") == 0)
@@ -477,6 +600,7 @@ int sink_main(int argc, char **argv)
                 return sink_bad(name, optarg, "expected 'any' or 'none' (or use --auth-file)");
             break;
         case OPT_AUTH_FILE:
+            auth_set = true;
             auth_file = optarg;
             sk.auth = SINK_AUTH_FILE;
             break;
@@ -542,6 +666,19 @@ int sink_main(int argc, char **argv)
         case OPT_METRICS:
             metrics_addr = optarg;
             break;
+        case OPT_STORE:
+            if (!*optarg)
+                return sink_bad(name, optarg, "expected a directory");
+            store_dir = optarg;
+            break;
+        case OPT_COMPAT:
+            if (strcmp(optarg, "tern") == 0)
+                compat = 0;
+            else if (strcmp(optarg, "mail-test-srv") == 0)
+                compat = 1;
+            else
+                return sink_bad(name, optarg, "expected 'tern' or 'mail-test-srv'");
+            break;
         case OPT_HELP:
         case 'h':
             fputs(sink_usage, stdout);
@@ -551,11 +688,30 @@ int sink_main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc) {
+    if (optind < go.argc) {
         fprintf(stderr, "tern sink: unexpected argument '%s' (see tern sink --help)\n",
-                argv[optind]);
+                go.argv[optind]);
         return 2;
     }
+    /* mail-test-srv's -smtp listener is implicit TLS; its ports are 9380 and 9381 */
+    for (size_t i = 0; i < go.nsmtp; i++) {
+        if ((tls || cert || key ? nsmtps : nsmtp) == SINK_LISTEN_MAX)
+            return sink_bad("smtp", go.smtp[i], "too many listeners");
+        if (tls || cert || key)
+            smtps_addrs[nsmtps++] = go.smtp[i];
+        else
+            smtp_addrs[nsmtp++] = go.smtp[i];
+    }
+    if (go.used && nsmtp == 0 && nsmtps == 0) {
+        if (tls || cert || key)
+            smtps_addrs[nsmtps++] = "127.0.0.1:9380";
+        else
+            smtp_addrs[nsmtp++] = "127.0.0.1:9380";
+    }
+    if (go.used && !http_set)
+        http_addr = "127.0.0.1:9381";
+    if (go.used && !auth_set) /* mail-test-srv always offers AUTH PLAIN LOGIN */
+        sk.auth = SINK_AUTH_ANY;
     if (nsmtp == 0 && nsmtps == 0)
         smtp_addrs[nsmtp++] = "127.0.0.1:1025";
     if (!seeded)
@@ -576,7 +732,22 @@ int sink_main(int argc, char **argv)
         .connections = &sk.connections,
         .messages_refused = &sk.messages_refused,
         .started_ms = clock_mono_ms(),
+        .events = events_new(sk.base),
     };
+    sk.api.compat_mts = compat >= 0 ? compat == 1 : go.used;
+    if (store_dir) {
+        sk.disk = disk_open(store_dir, why, sizeof(why));
+        if (!sk.disk) {
+            fprintf(stderr, "tern sink: --store %s\n", why);
+            return 2;
+        }
+        long loaded = disk_load(sk.disk, &sk.store);
+        if (loaded < 0)
+            return 1;
+        log_info("store: %ld messages loaded from %s", loaded, store_dir);
+        sk.store.on_remove = disk_remove;
+        sk.store.remove_ctx = sk.disk;
+    }
 
     SSL_CTX *ctx = NULL;
     if (tls || cert || key || nsmtps) {
@@ -663,10 +834,13 @@ int sink_main(int argc, char **argv)
         smtp_listener_free(listeners[i]);
     if (sk.api.http)
         evhttp_free(sk.api.http);
+    events_free(sk.api.events);
     httpmetrics_free(hm);
     smtp_server_free(sk.smtp);
     smtp_limits_free(limits);
+    sk.store.on_remove = NULL; /* the files stay for the next start */
     store_clear(&sk.store);
+    disk_close(sk.disk);
     for (size_t i = 0; i < sk.nusers; i++) {
         free(sk.users[i].name);
         free(sk.users[i].pass);

@@ -19,6 +19,7 @@
 
 struct event_base;
 struct smtp_server;
+struct sink_disk;
 
 struct sink_user {
     char *name, *pass;
@@ -37,6 +38,7 @@ struct sink {
     size_t nusers;
     const char *hostname;
     bool quiet;
+    struct sink_disk *disk; /* --store DIR (sink/disk.c), NULL without */
     uint64_t connections, messages_refused;
 };
 

@@ -7,6 +7,8 @@
  */
 #include "sink/store.h"
 
+#include "sink/mime.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +35,8 @@ void store_msg_free(struct sink_msg *m)
     free(m->helo);
     free(m->peer);
     free(m->auth_user);
+    mime_free(m->mime);
+    free(m->mime);
     free(m);
 }
 
@@ -48,11 +52,16 @@ static void store_unlink(struct sink_store *st, struct sink_msg *m)
         st->oldest = m->newer;
     st->count--;
     st->bytes -= m->size;
+    if (st->on_remove)
+        st->on_remove(st->remove_ctx, m);
 }
 
 struct sink_msg *store_add(struct sink_store *st, struct sink_msg *m)
 {
-    m->id = st->next_id++;
+    if (m->id == 0)
+        m->id = st->next_id++;
+    else if (m->id >= st->next_id)
+        st->next_id = m->id + 1;
     m->older = st->newest;
     m->newer = NULL;
     if (st->newest)

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct mime_msg;
+
 struct sink_msg {
     uint64_t id;
     int64_t received_ms; /* Unix time in milliseconds */
@@ -24,6 +26,8 @@ struct sink_msg {
     /* header values (unfolded) and session facts: never NULL, "" when absent */
     char *subject, *hdr_from, *hdr_to, *helo, *peer, *auth_user;
     bool tls;
+    bool read; /* Mailpit's Read flag: set by GET /api/v1/message/ID or PUT /api/v1/messages */
+    struct mime_msg *mime; /* parsed on first API use (sink_msg_mime), NULL before */
     struct sink_msg *newer, *older;
 };
 
@@ -34,6 +38,10 @@ struct sink_store {
     uint64_t next_id;
     uint64_t received; /* ever added */
     uint64_t dropped;  /* dropped to keep within the limits */
+    /* called for every record leaving the store (drop, delete, clear) before it
+     * is freed; NULL for none (--store DIR removes the files: sink/disk.c) */
+    void (*on_remove)(void *ctx, const struct sink_msg *m);
+    void *remove_ctx;
 };
 
 /* A filter: NULL fields match everything.  Substring match, case-insensitive,
@@ -45,7 +53,8 @@ struct sink_filter {
 };
 
 void store_init(struct sink_store *st, size_t max_count, uint64_t max_bytes);
-/* Takes ownership of m (allocated with calloc; strings with malloc); assigns the id. */
+/* Takes ownership of m (allocated with calloc; strings with malloc); assigns the id,
+ * unless m->id is already set (loaded from disk: later ids continue after it). */
 struct sink_msg *store_add(struct sink_store *st, struct sink_msg *m);
 struct sink_msg *store_get(struct sink_store *st, uint64_t id);
 int store_delete(struct sink_store *st, uint64_t id);

@@ -172,6 +172,29 @@ class ApiTest(unittest.TestCase):
         send_raw(self.sink.smtp_port, "a@example.com", ["b@example.com"], message())
         self.assertEqual(self.get("/api/messages/latest").json["id"], 6)
 
+    def test_cross_site_changes_refused(self):
+        """A page of another site cannot clear the inbox or change the faults (CSRF);
+        the inbox's own page and clients without Origin can."""
+        self.fill()
+        host = "127.0.0.1:%d" % self.port
+        for hdrs in ({"Origin": "http://evil.example"},
+                     {"Origin": "null"},
+                     {"Origin": "http://" + host, "Sec-Fetch-Site": "cross-site"}):
+            for method, path, body in (("DELETE", "/api/messages", None), ("POST", "/clear", None),
+                                       ("DELETE", "/api/v1/messages", None),
+                                       ("PUT", "/api/faults", {"delay": "1s"})):
+                r = http_request(self.port, method, path, body=body, headers=hdrs)
+                self.assertEqual(r.status, 403, "%s %s %r: %r" % (method, path, hdrs, r))
+        self.assertEqual(api_count(self.port), 5)
+        # reading stays open to everyone
+        r = http_request(self.port, "GET", "/api/messages", headers={"Origin": "http://evil.example"})
+        self.assertEqual(r.status, 200, r)
+        # the same origin (the web inbox) may
+        r = http_request(self.port, "DELETE", "/api/messages/1",
+                         headers={"Origin": "http://" + host, "Sec-Fetch-Site": "same-origin"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(api_count(self.port), 4)
+
     def test_count_with_filters(self):
         self.fill()
         self.assertEqual(api_count(self.port), 5)
@@ -201,7 +224,8 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(st["faults"]["fail"], {})
 
     def test_not_found_and_methods(self):
-        for path in ("/", "/api", "/api/nothing", "/api/messages/", "/mail", "/counts"):
+        # "/" is the web inbox (test_sink_web.py)
+        for path in ("/index.htm", "/api", "/api/nothing", "/api/messages/", "/mail", "/counts"):
             with self.subTest(path=path):
                 r = self.get(path, 404)
                 self.assertIn("error", r.json)
