@@ -162,7 +162,8 @@ enum fault_cut fault_at_mail(struct fault_state *st)
     }
     if (!cut)
         return CUT_NONE;
-    if (st->cuts++ % 2 == 0) {
+    /* 421 first, then a clean close, as mail-test-srv cuts its odd and even connections */
+    if (st->cuts++ % 2 == 1) {
         st->stats.cut_clean++;
         return CUT_CLEAN;
     }

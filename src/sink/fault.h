@@ -47,7 +47,7 @@ struct fault_state {
     struct fault_conf conf;
     uint64_t rng;
     unsigned close_first_done;
-    uint64_t cuts; /* alternates clean / 421 */
+    uint64_t cuts; /* alternates 421 / clean */
     struct fault_stats stats;
 };
 

@@ -74,7 +74,7 @@ static const char sink_usage[] =
     "  --timeout SECONDS       idle timeout per connection (300)\n"
     "Faults (also changeable at runtime: PUT /api/faults):\n"
     "  --close-first N         cut the first N connections when MAIL arrives, half\n"
-    "                          with a clean close, half with 421 4.4.2\n"
+    "                          with 421 4.4.2, half with a clean close\n"
     "  --close-chance P        cut P percent (0-100) of MAIL commands the same way\n"
     "  --fail CMD:CODE:P       answer CODE to P percent of CMD (repeatable); CMD is\n"
     "                          CONNECT, EHLO, AUTH, MAIL, RCPT, DATA or EOD (end of data)\n"

@@ -269,16 +269,17 @@ class SinkSendMetrics(unittest.TestCase):
 
     def test_sink(self):
         sink, addr = self.sink("--close-first", "1")
-        # the first connection is cut at MAIL: a fault
+        # the first connection is cut at MAIL (421, then close): a fault
         with smtplib.SMTP("127.0.0.1", sink.smtp_port, timeout=20) as s:
-            with self.assertRaises(smtplib.SMTPServerDisconnected):
+            with self.assertRaises(smtplib.SMTPSenderRefused) as e:
                 s.sendmail("a@example.org", ["b@example.net"], message())
+            self.assertEqual(e.exception.smtp_code, 421)
         for i in range(N):
             with smtplib.SMTP("127.0.0.1", sink.smtp_port, timeout=20) as s:
                 s.sendmail("a@example.org", ["b@example.net"], message(subject="s%d" % i))
         text = wait_value(addr, "tern_sink_messages_total", N)
         promtool_check(self, text)
-        self.assertEqual(value(text, "tern_sink_faults_total", kind="close"), 1)
+        self.assertEqual(value(text, "tern_sink_faults_total", kind="close-421"), 1)
         self.assertEqual(value(text, "tern_smtp_connections_total", listener="smtp"), N + 1)
         self.assertEqual(value(text, "tern_smtp_messages_total", listener="smtp",
                                **{"class": "2xx"}), N)

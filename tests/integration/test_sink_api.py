@@ -273,13 +273,13 @@ class FaultsApiTest(unittest.TestCase):
         with Dialogue(self.sink.smtp_port) as d:
             d.expect(220)
             d.cmd("EHLO x", 250)
-            d.send(b"MAIL FROM:<a@example.com>\r\n")
-            self.assertTrue(d.is_closed())  # close_first 1: the first cut is a clean close
+            d.cmd("MAIL FROM:<a@example.com>", 421, "4.4.2")  # close_first 1: the first cut is a 421
+            self.assertTrue(d.is_closed())
         self.assertEqual(send_raw(self.sink.smtp_port, "a@x.example", ["b@x.example"], message()).code, 250)
         st = api_stats(self.port)
         self.assertEqual(st["faults"]["fail"], {"MAIL": 1})
         self.assertEqual(st["faults"]["close_first"], 1)
-        self.assertEqual(st["faults"]["cut_clean"], 1)
+        self.assertEqual(st["faults"]["cut_421"], 1)
 
     def test_put_errors(self):
         before = api_json(self.port, "/api/faults")

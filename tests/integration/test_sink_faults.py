@@ -63,7 +63,7 @@ class CloseTest(unittest.TestCase):
             if kind == 421:
                 self.assertEqual(r.enh, "4.4.2")
                 self.assertIn("timeout exceeded", r.text)
-        self.assertEqual(outcomes, ["clean", 421, "clean", 421])
+        self.assertEqual(outcomes, [421, "clean", 421, "clean"])
         self.assertEqual(send_raw(port, "a@example.com", ["b@example.com"], message()).code, 250)
         self.assertEqual(mail_outcome(port)[0], "ok")
         self.assertEqual(api_count(sink.http_port), 1)
@@ -104,7 +104,7 @@ class CloseTest(unittest.TestCase):
         self.assertEqual(mail_outcome(sink.smtp_port)[0], "ok")
         r = http_put(sink.http_port, "/api/faults", {"close_chance": 100})
         self.assertEqual(r.status, 200, r)
-        self.assertEqual([mail_outcome(sink.smtp_port)[0] for _ in range(4)], ["clean", 421, "clean", 421])
+        self.assertEqual([mail_outcome(sink.smtp_port)[0] for _ in range(4)], [421, "clean", 421, "clean"])
         http_put(sink.http_port, "/api/faults", {"close_chance": 0})
         self.assertEqual(mail_outcome(sink.smtp_port)[0], "ok")
 
