@@ -39,29 +39,13 @@
 #include "smtp/listen.h"
 #include "sink/api.h"
 #include "sink/events.h"
+#include "sink/json.h"
 #include "sink/mailpit.h"
 #include "sink/mime.h"
 #include "sink/web.h"
 
 #define API_LIST_MAX 10000
 #define API_BODY_MAX (64 * 1024)
-
-json_t *sink_json_str(const char *s)
-{
-    if (!s)
-        s = "";
-    size_t n = strlen(s);
-    if (utf8_valid(s, n))
-        return json_stringn(s, n);
-    char *c = malloc(n + 1);
-    if (!c)
-        return NULL;
-    for (size_t i = 0; i <= n; i++)
-        c[i] = (unsigned char)s[i] >= 0x80 ? '?' : s[i];
-    json_t *j = json_stringn(c, n);
-    free(c);
-    return j;
-}
 
 static json_t *api_time(int64_t ms)
 {
@@ -683,7 +667,8 @@ static void api_route(struct evhttp_request *req, void *arg)
     if (!path)
         path = "/";
     if (strncmp(path, "/api/v1/", 8) == 0) {
-        mailpit_handle(api, req, path);
+        struct mailpit_env env = {api->store, api->messages_refused, api->started_ms};
+        mailpit_handle(&env, req, path);
     } else if (strcmp(path, "/api/messages") == 0) {
         if (get)
             api_list(api, req, false);

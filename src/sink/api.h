@@ -15,8 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "sink/fault.h"
 #include "sink/store.h"
 
@@ -41,9 +39,5 @@ struct sink_api {
  * Returns 0, or -1 with a reason in why. */
 int sink_api_start(struct sink_api *api, struct event_base *base, const char *addr, char *bound,
                    size_t boundsize, char *why, size_t whysize);
-
-/* A JSON string of s (NULL: ""), anything that is not valid UTF-8 replaced by
- * '?': every string the sink's APIs put into JSON goes through it. */
-json_t *sink_json_str(const char *s);
 
 #endif

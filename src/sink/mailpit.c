@@ -25,7 +25,7 @@
  * Message data reaches JSON only through jansson, as valid UTF-8.
  */
 #include "sink/mailpit.h"
-#include "sink/api.h"
+#include "sink/json.h"
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -439,7 +439,7 @@ static uint64_t mp_unread(struct sink_store *st)
 }
 
 /* GET /api/v1/messages (sq NULL) and GET /api/v1/search. */
-static void mp_list(struct sink_api *api, struct evhttp_request *req, struct mp_page *pg,
+static void mp_list(struct mailpit_env *api, struct evhttp_request *req, struct mp_page *pg,
                     const struct search_query *sq)
 {
     json_t *arr = json_array();
@@ -487,7 +487,7 @@ static bool mp_json_id(json_t *v, uint64_t *id)
     return json_is_string(v) && num_parse_u64(json_string_value(v), UINT64_MAX, id) == 0;
 }
 
-static void mp_delete_messages(struct sink_api *api, struct evhttp_request *req)
+static void mp_delete_messages(struct mailpit_env *api, struct evhttp_request *req)
 {
     json_t *j = mp_body(req), *ids = json_is_object(j) ? json_object_get(j, "IDs") : NULL;
     if (!json_is_array(ids) || json_array_size(ids) == 0) {
@@ -502,7 +502,7 @@ static void mp_delete_messages(struct sink_api *api, struct evhttp_request *req)
     mp_text(req, 200, "ok");
 }
 
-static void mp_set_read(struct sink_api *api, struct evhttp_request *req)
+static void mp_set_read(struct mailpit_env *api, struct evhttp_request *req)
 {
     json_t *j = mp_body(req);
     if (!json_is_object(j)) {
@@ -545,7 +545,7 @@ static void mp_set_read(struct sink_api *api, struct evhttp_request *req)
 
 /* The message of an ID or "latest" (with ?query=, the latest match); NULL
  * after answering 404. */
-static struct sink_msg *mp_find(struct sink_api *api, struct evhttp_request *req, const char *id,
+static struct sink_msg *mp_find(struct mailpit_env *api, struct evhttp_request *req, const char *id,
                                 size_t idlen)
 {
     char buf[32];
@@ -658,7 +658,7 @@ static void mp_part(struct sink_msg *m, struct evhttp_request *req, const char *
     free(data);
 }
 
-static void mp_info(struct sink_api *api, struct evhttp_request *req)
+static void mp_info(struct mailpit_env *api, struct evhttp_request *req)
 {
     json_t *rt = json_pack(
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "Uptime",
@@ -675,7 +675,7 @@ static void mp_info(struct sink_api *api, struct evhttp_request *req)
 }
 
 /* /api/v1/message/{ID}[/raw|/headers|/part/{PartID}] */
-static void mp_message_route(struct sink_api *api, struct evhttp_request *req, const char *rest,
+static void mp_message_route(struct mailpit_env *api, struct evhttp_request *req, const char *rest,
                              bool get)
 {
     const char *slash = strchr(rest, '/');
@@ -722,7 +722,7 @@ static void mp_message_route(struct sink_api *api, struct evhttp_request *req, c
     }
 }
 
-void mailpit_handle(struct sink_api *api, struct evhttp_request *req, const char *path)
+void mailpit_handle(struct mailpit_env *api, struct evhttp_request *req, const char *path)
 {
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     bool get = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;

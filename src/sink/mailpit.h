@@ -11,9 +11,18 @@
 
 #include <event2/http.h>
 
-#include "sink/api.h"
+#include <stdint.h>
+
+#include "sink/store.h"
+
+/* What the Mailpit API reads and changes: filled in by api.c per request. */
+struct mailpit_env {
+    struct sink_store *store;         /* listed, read, marked read and deleted */
+    const uint64_t *messages_refused; /* refused at end of data, for /api/v1/info */
+    uint64_t started_ms;              /* clock_mono_ms() at start, for the uptime */
+};
 
 /* path is the request's path, starting with "/api/v1/" */
-void mailpit_handle(struct sink_api *api, struct evhttp_request *req, const char *path);
+void mailpit_handle(struct mailpit_env *env, struct evhttp_request *req, const char *path);
 
 #endif
