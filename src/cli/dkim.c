@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "core/fdio.h"
 #include "core/buf.h"
 #include "core/num.h"
 #include "mailauth/dkim.h"
@@ -67,20 +68,6 @@ static int read_stdin(struct buf *b)
         }
         buf_append(b, tmp, (size_t)r);
     }
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 /* ---- keygen ---------------------------------------------------------------------- */

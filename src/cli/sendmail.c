@@ -52,6 +52,7 @@
 
 #include "server/privsep.h"
 #include "cli/admin.h"
+#include "core/fdio.h"
 #include "core/addrlist.h"
 #include "core/address.h"
 #include "core/buf.h"
@@ -561,20 +562,6 @@ struct sm_smtp {
     unsigned queued;
 };
 
-static int sm_write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 struct sm_pump {
     int from, to;
     bool shut; /* shutdown(to, SHUT_WR) at end of input */
@@ -588,7 +575,7 @@ static void *sm_pump_run(void *arg)
         ssize_t n = read(pm->from, b, sizeof(b));
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 || sm_write_all(pm->to, b, (size_t)n) < 0)
+        if (n <= 0 || write_all(pm->to, b, (size_t)n) < 0)
             break;
     }
     if (pm->shut)

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "core/buf.h"
 #include "core/log.h"
 
@@ -234,20 +235,6 @@ int users_hash(const char *password, char *out, size_t size)
 
 /* ---- atomic edits ---------------------------------------------------------- */
 
-static int users_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /*
  * Replace the file at path by content: temporary file, fsync, close,
  * rename, fsync of the folder (dirfd, already open and locked).
@@ -275,7 +262,7 @@ static int users_replace_file(const char *path, int dirfd, const struct buf *con
         step = "chown";
         goto fail;
     }
-    if (users_write_all(fd, content->p ? content->p : "", content->len) < 0)
+    if (write_all(fd, content->p ? content->p : "", content->len) < 0)
         goto fail;
     step = "fsync";
     if (fsync(fd) < 0)

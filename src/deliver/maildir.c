@@ -59,6 +59,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "core/log.h"
 #include "core/syncgroup.h"
 #include "queue/envelope.h"
@@ -331,21 +332,6 @@ static int maildir_seen(int mfd, int nfd, const struct stat *cur, const char *na
     return e ? -1 : found;
 }
 
-static int maildir_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void maildir_unlink(int dirfd, const char *name, const char *where)
 {
     if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT)
@@ -377,7 +363,7 @@ static enum result_class maildir_write(int tfd, const char *name, const char *pr
     }
     courier_lf_init(&rd, prefix, prefix ? strlen(prefix) : 0, msg, len, true);
     while ((n = courier_lf_read(&rd, chunk, sizeof(chunk))) > 0) {
-        if (maildir_write_all(fd, chunk, n) != 0) {
+        if (write_all(fd, chunk, n) != 0) {
             r = maildir_errno(err, errno, "write", "the message");
             goto fail;
         }

@@ -812,7 +812,21 @@ int dns_route_drop_self(struct dns_route *r, const char *myname)
 
 /* ---- single queries ------------------------------------------------------ */
 
-bool dns_qname_valid(const char *name, size_t len)
+/* Letters, digits, '-' and '_': what DNS names of mail authentication hold. */
+static bool dns_octet_ldh(unsigned char c)
+{
+    return c == '-' || c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+           (c >= 'A' && c <= 'Z');
+}
+
+/* Any visible octet or a space, but not a backslash (c-ares' escape character). */
+static bool dns_octet_any(unsigned char c)
+{
+    return c != '\\' && ((c >= 0x21 && c <= 0x7e) || c == ' ');
+}
+
+/* 1..DNS_NAME_MAX octets (one final dot on top), labels of 1..63 octets that ok() takes. */
+static bool dns_name_walk(const char *name, size_t len, bool (*ok)(unsigned char))
 {
     size_t label = 0;
     if (len > 0 && name[len - 1] == '.')
@@ -827,13 +841,15 @@ bool dns_qname_valid(const char *name, size_t len)
             label = 0;
             continue;
         }
-        if (!(c == '-' || c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-              (c >= 'A' && c <= 'Z')))
-            return false;
-        if (++label > 63)
+        if (!ok(c) || ++label > 63)
             return false;
     }
     return label > 0;
+}
+
+bool dns_qname_valid(const char *name, size_t len)
+{
+    return dns_name_walk(name, len, dns_octet_ldh);
 }
 
 const char *dns_qstatus_name(enum dns_qstatus s)
@@ -878,24 +894,16 @@ static void dns_raw_cb(void *arg, int status, int timeouts, unsigned char *abuf,
     }
 }
 
-enum dns_qstatus dns_resolver_query(struct dns_resolver *r, const char *name, int type,
-                                    unsigned char **abuf, size_t *alen, char *why, size_t whylen)
+/* One query of name[0..len) (already checked; an optional final dot) and type:
+ * the raw answer on DNS_Q_OK, else why says what happened. */
+static enum dns_qstatus dns_ask(struct dns_resolver *r, const char *name, size_t len, int type,
+                                unsigned char **abuf, size_t *alen, char *why, size_t whylen)
 {
-    size_t len = strlen(name);
     char qname[DNS_NAME_MAX + 1];
     struct dns_raw *q;
     enum dns_qstatus st;
     uint64_t budget;
 
-    *abuf = NULL;
-    *alen = 0;
-    if (why && whylen)
-        why[0] = '\0';
-    if (!dns_qname_valid(name, len)) {
-        dns_say(why, whylen, "%.*s%s: not a valid domain name", (int)(len > 64 ? 64 : len), name,
-                len > 64 ? "..." : "");
-        return DNS_Q_BADNAME;
-    }
     if (name[len - 1] == '.')
         len--;
     memcpy(qname, name, len);
@@ -938,6 +946,28 @@ enum dns_qstatus dns_resolver_query(struct dns_resolver *r, const char *name, in
     }
     free(q);
     return st;
+}
+
+/* "NAME: not a valid domain name" (cut at 64 octets) and DNS_Q_BADNAME. */
+static enum dns_qstatus dns_badname(const char *name, size_t len, char *why, size_t whylen)
+{
+    dns_say(why, whylen, "%.*s%s: not a valid domain name", (int)(len > 64 ? 64 : len), name,
+            len > 64 ? "..." : "");
+    return DNS_Q_BADNAME;
+}
+
+enum dns_qstatus dns_resolver_query(struct dns_resolver *r, const char *name, int type,
+                                    unsigned char **abuf, size_t *alen, char *why, size_t whylen)
+{
+    size_t len = strlen(name);
+
+    *abuf = NULL;
+    *alen = 0;
+    if (why && whylen)
+        why[0] = '\0';
+    if (!dns_qname_valid(name, len))
+        return dns_badname(name, len, why, whylen);
+    return dns_ask(r, name, len, type, abuf, alen, why, whylen);
 }
 
 void dns_txt_free(struct dns_txt *t)
@@ -1030,25 +1060,7 @@ enum dns_qstatus dns_resolver_txt(struct dns_resolver *r, const char *name, stru
 
 bool dns_qname_valid_any(const char *name, size_t len)
 {
-    size_t label = 0;
-    if (len > 0 && name[len - 1] == '.')
-        len--;
-    if (len == 0 || len > DNS_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (c == '.') {
-            if (label == 0)
-                return false;
-            label = 0;
-            continue;
-        }
-        if (c == '\\' || ((c < 0x21 || c > 0x7e) && c != ' '))
-            return false; /* a backslash would be c-ares' escape character */
-        if (++label > 63)
-            return false;
-    }
-    return label > 0;
+    return dns_name_walk(name, len, dns_octet_any);
 }
 
 enum dns_qstatus dns_resolver_query_any(struct dns_resolver *r, const char *name, int type,
@@ -1056,62 +1068,12 @@ enum dns_qstatus dns_resolver_query_any(struct dns_resolver *r, const char *name
                                         size_t whylen)
 {
     size_t len = strlen(name);
-    char qname[DNS_NAME_MAX + 1];
-    struct dns_raw *q;
-    enum dns_qstatus st;
 
     *abuf = NULL;
     *alen = 0;
     if (why && whylen)
         why[0] = '\0';
-    if (!dns_qname_valid_any(name, len)) {
-        dns_say(why, whylen, "%.*s%s: not a valid domain name", (int)(len > 64 ? 64 : len), name,
-                len > 64 ? "..." : "");
-        return DNS_Q_BADNAME;
-    }
-    if (dns_qname_valid(name, len))
-        return dns_resolver_query(r, name, type, abuf, alen, why, whylen);
-    /* the same query as dns_resolver_query(), for a name with other visible octets */
-    if (name[len - 1] == '.')
-        len--;
-    memcpy(qname, name, len);
-    qname[len] = '\0';
-    q = calloc(1, sizeof(*q));
-    if (!q) {
-        dns_say(why, whylen, "%s: out of memory", qname);
-        return DNS_Q_TEMP;
-    }
-    uint64_t budget =
-        DNS_SLACK_MS + (uint64_t)r->timeout_ms * (((uint64_t)1 << r->tries) - 1) * r->nservers;
-    q->status = ARES_ECANCELLED;
-    q->lk.pending = 1;
-    ares_query(r->ch, qname, 1 /* C_IN */, type, dns_raw_cb, q);
-    dns_wait(r, &q->lk, dns_now_ms() + budget);
-    if (q->lk.pending > 0)
-        ares_cancel(r->ch);
-    if (q->lk.pending != 0)
-        abort();
-    switch (q->status) {
-    case ARES_SUCCESS:
-        st = DNS_Q_OK;
-        break;
-    case ARES_ENOTFOUND:
-        st = DNS_Q_NXDOMAIN;
-        break;
-    case ARES_ENODATA:
-        st = DNS_Q_NODATA;
-        break;
-    default:
-        st = DNS_Q_TEMP;
-        break;
-    }
-    if (st == DNS_Q_OK) {
-        *abuf = q->abuf;
-        *alen = q->alen;
-    } else {
-        free(q->abuf);
-        dns_say(why, whylen, "%s: type %d lookup: %s", qname, type, dns_status_text(q->status));
-    }
-    free(q);
-    return st;
+    if (!dns_qname_valid_any(name, len))
+        return dns_badname(name, len, why, whylen);
+    return dns_ask(r, name, len, type, abuf, alen, why, whylen);
 }

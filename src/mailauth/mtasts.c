@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "core/log.h"
 #include "core/taglist.h"
 
@@ -661,20 +662,6 @@ static int cache_load(const struct mtasts_cache *c, const char *domain, struct c
     log_warn("mta-sts: %s: damaged cache file ignored", path);
     free(buf);
     return -1;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 /* Write domain's file atomically: tmp, fsync, rename, fsync of the folder. */

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "core/header.h"
 #include "core/log.h"
 #include "core/num.h"
@@ -72,20 +73,6 @@ void disk_close(struct sink_disk *d)
 
 /* ---- writing ----------------------------------------------------------------- */
 
-static int disk_write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Write name in place, over a spare when there is one.  No tmp + rename: the
  * .json is written last and a message is loaded only when its .json parses
  * and names its id, which a torn write (cut short, or followed by the tail
@@ -104,7 +91,7 @@ static int disk_put(struct sink_disk *d, const char *name, const char *data, siz
     int fd = openat(d->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC | (reused ? 0 : O_TRUNC), 0600);
     if (fd < 0)
         return -1;
-    if (disk_write_all(fd, data, len) < 0 || (reused && ftruncate(fd, (off_t)len) < 0)) {
+    if (write_all(fd, data, len) < 0 || (reused && ftruncate(fd, (off_t)len) < 0)) {
         int e = errno;
         close(fd);
         unlinkat(d->dirfd, name, 0);
